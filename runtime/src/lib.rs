@@ -1,0 +1,1 @@
+//! The mxc-oci container engine.

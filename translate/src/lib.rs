@@ -1,0 +1,1 @@
+//! MXC execution configs: parse, resolve, compile.
