@@ -1,1 +1,3 @@
 //! The mxc-oci container engine.
+
+pub mod policy;
