@@ -1,1 +1,24 @@
-//! MXC execution configs: parse, resolve, compile.
+//! MXC execution configs, in three steps with three types:
+//!
+//! 1. [`parse`]: text to a validated [`Config`] (MXC's JSON model, [`model`], one to one);
+//! 2. [`resolve`]: a [`Config`] plus host facts to a [`Policy`] for Linux (normalised paths,
+//!    one network model, defaults applied);
+//! 3. [`compile`]: a [`Policy`] to an OCI runtime spec, either a whole one-shot sandbox or the
+//!    policy applied on top of an engine-written spec (bundle mode).
+//!
+//! Pure: nothing here starts processes or mounts anything, and what it must know about the host
+//! comes through the [`HostFacts`] trait.
+
+mod contract;
+mod error;
+mod json;
+pub mod model;
+pub mod network;
+mod parse;
+mod source;
+pub mod version;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use parse::{parse, parse_value, Config, Expect, ParseOptions, RequestKind};
+pub use source::Source;
+pub use version::SchemaVersion;

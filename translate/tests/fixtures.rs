@@ -1,0 +1,94 @@
+//! MXC's published contract fixtures: `--strict` agrees with every one of them (valid accepted,
+//! invalid rejected), and the default mode accepts every valid one.
+
+use std::path::{Path, PathBuf};
+
+use mxc_translate::{parse, Expect, ParseOptions, Source};
+
+fn fixtures_dir() -> PathBuf {
+    let shared = std::env::var_os("MXC_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
+    shared.join("mxc/fixtures")
+}
+
+struct Fixture {
+    path: PathBuf,
+    valid: bool,
+    expect: Expect,
+}
+
+/// `v0_8_0_alpha/<phase>/...` holds state-aware requests; everything else is one-shot.
+fn fixtures() -> Vec<Fixture> {
+    let mut found = Vec::new();
+    let mut stack = vec![fixtures_dir()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "json") {
+                let parent = path.parent().unwrap();
+                let valid = parent.file_name().unwrap() == "valid";
+                let group = parent.parent().unwrap().file_name().unwrap().to_str().unwrap();
+                let one_shot = group == "one_shot" || group.starts_with("v0_");
+                found.push(Fixture {
+                    path,
+                    valid,
+                    expect: if one_shot { Expect::OneShot } else { Expect::Any },
+                });
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    assert!(found.len() >= 70, "expected MXC's fixture suite, found {}", found.len());
+    found
+}
+
+fn check(fixture: &Fixture, strict: bool) -> Result<(), String> {
+    let text = std::fs::read_to_string(&fixture.path).unwrap();
+    let options = ParseOptions {
+        strict,
+        expect: fixture.expect,
+    };
+    parse(Source::File(fixture.path.clone()), &text, options)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn strict_mode_agrees_with_every_fixture() {
+    let mut disagreements = Vec::new();
+    for fixture in fixtures() {
+        match (fixture.valid, check(&fixture, true)) {
+            (true, Err(error)) => disagreements.push(format!("valid fixture rejected: {error}")),
+            (false, Ok(())) => {
+                disagreements.push(format!("invalid fixture accepted: {}", fixture.path.display()))
+            }
+            _ => {}
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+#[test]
+fn default_mode_accepts_every_valid_fixture() {
+    let rejected: Vec<String> = fixtures()
+        .iter()
+        .filter(|f| f.valid)
+        .filter_map(|f| check(f, false).err())
+        .collect();
+    assert!(rejected.is_empty(), "{}", rejected.join("\n"));
+}
+
+#[test]
+fn errors_name_the_file_and_the_json_path() {
+    for fixture in fixtures().iter().filter(|f| !f.valid) {
+        let error = check(fixture, true).unwrap_err();
+        assert!(
+            error.starts_with(&fixture.path.display().to_string()),
+            "error does not name its file: {error}"
+        );
+    }
+}
+
