@@ -1,1 +1,48 @@
-//! Shared set-up for the end-to-end suites: real daemons, images, network test hosts.
+//! The end-to-end harness of mxc-oci: real binaries, a real containerd (and its CRI plugin), a
+//! real dockerd and real network namespaces, each private to the test that starts it and
+//! removed when it is dropped.
+//!
+//! The integration tests in `conformance/tests/` are the users of this library; `test.sh`
+//! builds the workspace's binaries first and points `MXC_BIN_DIR` at them.
+
+pub mod bins;
+pub mod bundle;
+pub mod command;
+pub mod containerd;
+pub mod cri;
+pub mod docker;
+pub mod images;
+pub mod leaks;
+pub mod netns;
+pub mod oci_runtime;
+pub mod processes;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, Result};
+use tempfile::TempDir;
+
+/// The repository's root directory (the parent of `conformance/`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().map(PathBuf::from).unwrap_or(manifest)
+}
+
+/// A name no other test of this run uses: `PREFIX-PID-N`. Container ids, namespaces, pod
+/// names and network namespace names come from here so that tests running in parallel (each
+/// in its own process under nextest) never meet.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+/// A fresh directory under the system's temporary directory, removed on drop. Its path is
+/// short, so that unix sockets below it stay under the kernel's 108-byte limit.
+pub fn scratch_dir(prefix: &str) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{prefix}-"))
+        .tempdir_in("/tmp")
+        .context("creating a temporary directory in /tmp")
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The project's single test command: prepares the machine, builds the workspace's binaries in
+# release mode, and runs every test of the workspace with nextest. Its exit status is the
+# tests'. Extra arguments go to `cargo nextest run` (e.g. a filter: `./conformance/test.sh harness`).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+./conformance/setup.sh
+
+# The end-to-end tests run the binaries built here (MXC_BIN_DIR); the tests themselves are
+# built with the same profile so that nothing is compiled twice.
+echo "test: building the workspace's binaries (release)"
+cargo build --release --workspace --bins --quiet
+
+export MXC_BIN_DIR="$root/target/release"
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+
+status=0
+cargo nextest run --workspace --release \
+  --config-file "$root/conformance/nextest.toml" \
+  --no-fail-fast "$@" || status=$?
+exit "$status"
