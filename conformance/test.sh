@@ -14,7 +14,8 @@ cd "$root"
 echo "test: building the workspace's binaries (release)"
 cargo build --release --workspace --bins --quiet
 
-export MXC_BIN_DIR="$root/target/release"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+export MXC_BIN_DIR="$target_dir/release"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
 status=0
