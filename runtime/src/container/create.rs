@@ -1,0 +1,218 @@
+//! `create`: set a container up with its init process blocked before the workload.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use tracing::instrument;
+
+use super::{cgroup, validate_id, Container, Engine};
+use crate::error::EngineError;
+use crate::executor::WorkloadExecutor;
+use crate::process::InitProcess;
+use crate::record::{write_atomic, ContainerRecord, Phase, PolicyRecord, CONFIG_FILE};
+use crate::spec;
+
+/// Where the container's stdin, stdout and stderr come from.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The caller's own descriptors 0, 1 and 2.
+    #[default]
+    Inherit,
+    /// Given descriptors; `None` keeps the caller's.
+    Fds {
+        stdin: Option<OwnedFd>,
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+    },
+}
+
+/// How to create a container (runc's `create` flags).
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    pub stdio: Stdio,
+    /// A unix socket that receives the pty master when `process.terminal` is true.
+    pub console_socket: Option<PathBuf>,
+    /// A file that receives the init process's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Use `MS_MOVE` + chroot instead of `pivot_root` (for ramfs roots).
+    pub no_pivot: bool,
+    /// Accepted for runc compatibility; libcontainer never creates a session keyring.
+    pub no_new_keyring: bool,
+    /// Extra descriptors (3 ..= 2 + n) that the init process keeps.
+    pub preserve_fds: i32,
+}
+
+impl Engine {
+    /// Creates container `id` from the bundle at `bundle`: the policy is applied, namespaces,
+    /// mounts and cgroups are set up, and the init process waits for [`Engine::start`].
+    /// On any error, nothing is left behind.
+    #[instrument(skip_all, fields(id = %id))]
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: CreateOptions,
+    ) -> Result<Container, EngineError> {
+        validate_id(id)?;
+        let root = self.layout.root();
+        std::fs::create_dir_all(self.layout.engine_root())
+            .map_err(|e| EngineError::io(format!("creating runtime root {}", root.display()), e))?;
+        if self.layout.container_dir(id).exists() {
+            return Err(EngineError::AlreadyExists { id: id.to_string() });
+        }
+        let engine_dir = self.layout.engine_dir(id);
+        match std::fs::create_dir(&engine_dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(EngineError::AlreadyExists { id: id.to_string() })
+            }
+            Err(err) => {
+                return Err(EngineError::io(
+                    format!("creating {}", engine_dir.display()),
+                    err,
+                ))
+            }
+        }
+        let pid_file_existed = options.pid_file.as_ref().is_some_and(|p| p.exists());
+        let pid_file = options.pid_file.clone();
+
+        let result = self.create_in(id, bundle, options);
+        if let Err(err) = &result {
+            tracing::debug!(error = %err, "create failed, removing everything it set up");
+            self.discard_failed_create(id);
+            if let Some(pid_file) = pid_file.filter(|_| !pid_file_existed) {
+                let _ = std::fs::remove_file(pid_file);
+            }
+        }
+        result
+    }
+
+    fn create_in(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: CreateOptions,
+    ) -> Result<Container, EngineError> {
+        let bundle = std::path::absolute(bundle)
+            .map_err(|e| EngineError::io(format!("resolving bundle {}", bundle.display()), e))?;
+        let effective = spec::prepare(&bundle, id, &self.node)?;
+        let terminal = effective.json["process"]["terminal"].as_bool() == Some(true);
+        if terminal && options.console_socket.is_none() {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {id}: process.terminal is true but no console socket was given \
+                 (pass --console-socket, or set terminal to false)"
+            )));
+        }
+
+        let engine_dir = self.layout.engine_dir(id);
+        let config = serde_json::to_vec_pretty(&effective.json)
+            .map_err(|e| EngineError::InvalidArgument(format!("serialising the spec: {e}")))?;
+        write_atomic(&engine_dir.join(CONFIG_FILE), &config, 0o600).map_err(|e| {
+            EngineError::io(
+                format!("writing {}", engine_dir.join(CONFIG_FILE).display()),
+                e,
+            )
+        })?;
+
+        let policy = &effective.policy;
+        let mut record = ContainerRecord {
+            id: id.to_string(),
+            oci_version: effective.oci_version.clone(),
+            bundle: bundle.clone(),
+            rootfs: effective.rootfs.clone(),
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            phase: Phase::Creating,
+            init: None,
+            cgroup_path: effective.cgroup_path.clone(),
+            annotations: effective.annotations.clone(),
+            policy: (!policy.source.is_empty()).then(|| PolicyRecord {
+                source: policy.source.clone(),
+                sha256: policy.sha256.clone(),
+                timeout_ms: policy.timeout_ms,
+            }),
+            user_namespace: effective.user_namespace,
+        };
+        self.save_record(&record)?;
+        if let Some(p) = &record.policy {
+            tracing::info!(source = %p.source, sha256 = %p.sha256, "policy applied");
+        }
+
+        let lc = |e: &dyn std::error::Error| EngineError::libcontainer(id, "create", e);
+        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            .with_executor(WorkloadExecutor::new())
+            .with_root_path(self.layout.root())
+            .map_err(|e| lc(&e))?
+            .with_pid_file(options.pid_file.as_ref())
+            .map_err(|e| lc(&e))?
+            .with_console_socket(options.console_socket.as_ref())
+            .with_preserved_fds(options.preserve_fds);
+        if let Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } = options.stdio
+        {
+            if let Some(fd) = stdin {
+                builder = builder.with_stdin(fd);
+            }
+            if let Some(fd) = stdout {
+                builder = builder.with_stdout(fd);
+            }
+            if let Some(fd) = stderr {
+                builder = builder.with_stderr(fd);
+            }
+        }
+        let container = builder
+            .validate_id()
+            .map_err(|e| lc(&e))?
+            .as_init(&engine_dir)
+            .with_systemd(false)
+            .with_detach(options.console_socket.is_some())
+            .with_no_pivot(options.no_pivot)
+            .build()
+            .map_err(|e| lc(&e))?;
+
+        let pid = container
+            .pid()
+            .ok_or_else(|| EngineError::Libcontainer {
+                id: id.to_string(),
+                operation: "create",
+                message: "libcontainer reported no init pid".into(),
+            })?
+            .as_raw();
+        let init = InitProcess::capture(pid).ok_or_else(|| EngineError::Libcontainer {
+            id: id.to_string(),
+            operation: "create",
+            message: format!("the init process {pid} exited during set-up"),
+        })?;
+        let pidfd = init.open_pidfd();
+        record.init = Some(init);
+        record.phase = Phase::Created;
+        self.save_record(&record)?;
+        tracing::debug!(pid, "container created");
+        Ok(Container {
+            id: id.to_string(),
+            init,
+            pidfd,
+        })
+    }
+
+    /// Undoes a failed create: kills whatever runs in the container's cgroups, removes them,
+    /// libcontainer's directory and the engine's.
+    fn discard_failed_create(&self, id: &str) {
+        if let Ok(record) = self.load_record(id) {
+            if let Some(init) = record.init.and_then(|i| i.open_pidfd()) {
+                let _ = init.send_signal(libc::SIGKILL);
+            }
+            let _ = self.kill_cgroup_processes(&record, std::time::Duration::from_secs(5));
+            let left = cgroup::remove_dirs(&record.cgroup_path, std::time::Duration::from_secs(2));
+            for dir in left {
+                tracing::warn!(dir = %dir.display(), "cgroup directory could not be removed");
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.layout.container_dir(id));
+        let _ = std::fs::remove_dir_all(self.layout.engine_dir(id));
+    }
+}

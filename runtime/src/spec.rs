@@ -1,0 +1,357 @@
+//! From a bundle's `config.json` to the effective spec that libcontainer runs.
+//!
+//! The bundle is read once: its version checked (OCI runtime-spec 1.0.x through 1.3.x), the
+//! node's policy applied (`crate::policy`), the root filesystem made absolute and the cgroup
+//! path settled. The result is written into the engine's own directory and libcontainer is
+//! pointed there, so `exec` later sees the same policy-enforced spec, and the caller's bundle
+//! is never modified.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::policy::{self, AppliedPolicy, NodeContext};
+
+/// Oldest and newest minor versions of runtime-spec 1.x accepted.
+pub const OCI_VERSION_MIN: &str = "1.0.0";
+pub const OCI_VERSION_MAX: &str = "1.3.0";
+const MAX_MINOR: u64 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("bundle {bundle}: cannot read config.json: {source}")]
+    Read {
+        bundle: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bundle {bundle}: config.json is not valid: {reason}")]
+    Invalid { bundle: PathBuf, reason: String },
+    #[error(
+        "bundle {bundle}: unsupported ociVersion {version:?}: mxc-runtime runs runtime-spec {OCI_VERSION_MIN} through 1.3.x"
+    )]
+    UnsupportedVersion { bundle: PathBuf, version: String },
+    #[error("bundle {bundle}: root filesystem {rootfs} {reason}")]
+    Rootfs {
+        bundle: PathBuf,
+        rootfs: PathBuf,
+        reason: &'static str,
+    },
+    #[error("bundle {bundle}: policy rejected the container: {message}")]
+    Policy { bundle: PathBuf, message: String },
+}
+
+/// The spec that will run, with the facts the engine records about it.
+#[derive(Debug, Clone)]
+pub struct EffectiveSpec {
+    /// The JSON written to the effective bundle.
+    pub json: Value,
+    pub oci_version: String,
+    pub rootfs: PathBuf,
+    pub cgroup_path: PathBuf,
+    pub annotations: std::collections::HashMap<String, String>,
+    pub user_namespace: bool,
+    pub policy: AppliedPolicy,
+}
+
+/// Whether `version` is a runtime-spec version this runtime accepts: 1.0.x through 1.3.x,
+/// with or without a pre-release or build suffix (`1.0.2-dev`, `1.2.0+rc1`).
+pub fn version_supported(version: &str) -> bool {
+    let core = version.split(['-', '+']).next().unwrap_or_default().trim();
+    let mut parts = core.split('.');
+    let major = parts.next().and_then(|p| p.parse::<u64>().ok());
+    let minor = parts.next().and_then(|p| p.parse::<u64>().ok());
+    let patch_ok = parts.next().is_none_or(|p| p.parse::<u64>().is_ok());
+    matches!((major, minor), (Some(1), Some(m)) if m <= MAX_MINOR)
+        && patch_ok
+        && parts.next().is_none()
+}
+
+/// The cgroup path libcontainer should use, from the spec's `linux.cgroupsPath`.
+///
+/// A systemd-style path (`slice:prefix:name`, what containerd and Docker pass with the systemd
+/// driver) is expanded into the directories systemd itself would use
+/// (`/system.slice/docker-<id>.scope`): on this host's hybrid layout libcontainer always uses
+/// cgroupfs and would otherwise create a directory literally named `system.slice:docker:<id>`.
+/// No path means `/<id>`; a relative path is taken from each hierarchy's root.
+pub fn cgroup_path(spec_path: Option<&str>, id: &str) -> PathBuf {
+    let Some(raw) = spec_path.filter(|p| !p.is_empty()) else {
+        return PathBuf::from(format!("/{id}"));
+    };
+    let parts: Vec<&str> = raw.split(':').collect();
+    if parts.len() == 3
+        && !raw.starts_with('/')
+        && (parts[0].is_empty() || parts[0].ends_with(".slice"))
+    {
+        let slice = if parts[0].is_empty() {
+            "system.slice"
+        } else {
+            parts[0]
+        };
+        let mut path = expand_slice(slice);
+        let (prefix, name) = (parts[1], parts[2]);
+        let unit = if name.ends_with(".slice") {
+            name.to_string()
+        } else if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        path.push(unit);
+        return path;
+    }
+    if raw.starts_with('/') {
+        PathBuf::from(raw)
+    } else {
+        Path::new("/").join(raw)
+    }
+}
+
+/// `a-b-c.slice` lives at `/a.slice/a-b.slice/a-b-c.slice`; `-.slice` is the root.
+fn expand_slice(slice: &str) -> PathBuf {
+    let mut path = PathBuf::from("/");
+    let Some(stem) = slice.strip_suffix(".slice") else {
+        path.push(slice);
+        return path;
+    };
+    if stem == "-" || stem.is_empty() {
+        return path;
+    }
+    let mut prefix = String::new();
+    for part in stem.split('-') {
+        if !prefix.is_empty() {
+            prefix.push('-');
+        }
+        prefix.push_str(part);
+        path.push(format!("{prefix}.slice"));
+    }
+    path
+}
+
+/// Reads and checks `<bundle>/config.json`, applies the policy and settles what libcontainer
+/// needs. `bundle` must be absolute.
+pub fn prepare(bundle: &Path, id: &str, node: &NodeContext) -> Result<EffectiveSpec, SpecError> {
+    let path = bundle.join("config.json");
+    let bytes = std::fs::read(&path).map_err(|source| SpecError::Read {
+        bundle: bundle.to_path_buf(),
+        source,
+    })?;
+    let invalid = |reason: String| SpecError::Invalid {
+        bundle: bundle.to_path_buf(),
+        reason,
+    };
+    let mut json: Value = serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let version = json
+        .get("ociVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("ociVersion is missing".into()))?
+        .to_string();
+    if !version_supported(&version) {
+        return Err(SpecError::UnsupportedVersion {
+            bundle: bundle.to_path_buf(),
+            version,
+        });
+    }
+    let mut spec: oci_spec::runtime::Spec =
+        serde_json::from_value(json.clone()).map_err(|e| invalid(e.to_string()))?;
+    if spec.process().is_none() {
+        return Err(invalid("process is missing".into()));
+    }
+    if spec.linux().is_none() {
+        return Err(invalid(
+            "linux is missing: only Linux containers run here".into(),
+        ));
+    }
+
+    let before = spec.clone();
+    let applied = policy::apply_bundle_policy(&mut spec, node).map_err(|e| SpecError::Policy {
+        bundle: bundle.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    if spec != before {
+        // Only a changed spec goes through the typed model, so that fields newer than the
+        // model (runtime-spec 1.3 additions) survive when no policy touched them.
+        json = serde_json::to_value(&spec).map_err(|e| invalid(e.to_string()))?;
+    }
+
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root is missing".into()))?
+        .path()
+        .clone();
+    let rootfs = if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    };
+    let rootfs_err = |reason| SpecError::Rootfs {
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs.clone(),
+        reason,
+    };
+    let meta = std::fs::metadata(&rootfs).map_err(|_| rootfs_err("does not exist"))?;
+    if !meta.is_dir() {
+        return Err(rootfs_err("is not a directory"));
+    }
+    let rootfs = std::fs::canonicalize(&rootfs).map_err(|_| rootfs_err("cannot be resolved"))?;
+
+    let linux = spec.linux().as_ref().expect("checked above");
+    let cgroup_path = cgroup_path(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id);
+    let user_namespace = linux.namespaces().as_ref().is_some_and(|nss| {
+        nss.iter()
+            .any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+    });
+
+    json["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
+    json["linux"]["cgroupsPath"] = Value::String(cgroup_path.to_string_lossy().into_owned());
+
+    Ok(EffectiveSpec {
+        json,
+        oci_version: version,
+        rootfs,
+        cgroup_path,
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        user_namespace,
+        policy: applied,
+    })
+}
+
+/// The default `config.json` that `mxc-runtime spec` writes, like `runc spec`: `sh` on a
+/// terminal in a `rootfs` directory, default capabilities, namespaces and masked paths.
+pub fn default_spec(rootless: bool) -> Result<Value, String> {
+    use oci_spec::runtime::Spec;
+    let mut spec = if rootless {
+        Spec::rootless(
+            nix::unistd::geteuid().as_raw(),
+            nix::unistd::getegid().as_raw(),
+        )
+    } else {
+        Spec::default()
+    };
+    spec.set_version("1.0.2-dev".to_string());
+    serde_json::to_value(&spec).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_runtime_spec_1_0_through_1_3() {
+        for v in [
+            "1.0.0",
+            "1.0.1",
+            "1.0.2-dev",
+            "1.1.0",
+            "1.1.0-rc.1",
+            "1.2.0",
+            "1.2.1",
+            "1.3.0",
+            "1.3.7+dev",
+            "1.0",
+        ] {
+            assert!(version_supported(v), "{v}");
+        }
+        for v in [
+            "0.9.0", "1.4.0", "2.0.0", "", "1", "1.x.0", "1.0.0.0", "v1.0.0",
+        ] {
+            assert!(!version_supported(v), "{v}");
+        }
+    }
+
+    #[test]
+    fn cgroup_paths() {
+        assert_eq!(cgroup_path(None, "c1"), Path::new("/c1"));
+        assert_eq!(cgroup_path(Some(""), "c1"), Path::new("/c1"));
+        assert_eq!(
+            cgroup_path(Some("/default/c1"), "c1"),
+            Path::new("/default/c1")
+        );
+        assert_eq!(cgroup_path(Some("mxc/c1"), "c1"), Path::new("/mxc/c1"));
+        assert_eq!(
+            cgroup_path(Some("system.slice:docker:abc"), "abc"),
+            Path::new("/system.slice/docker-abc.scope")
+        );
+        assert_eq!(
+            cgroup_path(Some(":cri-containerd:abc"), "abc"),
+            Path::new("/system.slice/cri-containerd-abc.scope")
+        );
+        assert_eq!(
+            cgroup_path(Some("kubepods-burstable-pod1.slice:cri-containerd:abc"), "abc"),
+            Path::new(
+                "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-abc.scope"
+            )
+        );
+        assert_eq!(
+            cgroup_path(Some("-.slice::abc"), "abc"),
+            Path::new("/abc.scope")
+        );
+    }
+
+    fn bundle_with(config: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("config.json"), config).unwrap();
+        dir
+    }
+
+    #[test]
+    fn prepare_settles_rootfs_and_cgroup() {
+        let dir = bundle_with(
+            r#"{"ociVersion":"1.0.2-dev","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"namespaces":[{"type":"pid"},{"type":"user"}]}}"#,
+        );
+        let eff = prepare(dir.path(), "c1", &NodeContext::default()).unwrap();
+        let rootfs = std::fs::canonicalize(dir.path().join("rootfs")).unwrap();
+        assert_eq!(eff.rootfs, rootfs);
+        assert_eq!(eff.json["root"]["path"], rootfs.to_str().unwrap());
+        assert_eq!(eff.json["linux"]["cgroupsPath"], "/c1");
+        assert_eq!(eff.oci_version, "1.0.2-dev");
+        assert!(eff.user_namespace);
+    }
+
+    #[test]
+    fn prepare_keeps_fields_newer_than_the_model() {
+        let dir = bundle_with(
+            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"intelRdt":{"schemata":["L3:0=f"]}}}"#,
+        );
+        let eff = prepare(dir.path(), "c1", &NodeContext::default()).unwrap();
+        assert_eq!(eff.json["linux"]["intelRdt"]["schemata"][0], "L3:0=f");
+    }
+
+    #[test]
+    fn prepare_rejects_bad_bundles_with_reasons() {
+        let dir = bundle_with(r#"{"ociVersion":"2.0.0","root":{"path":"rootfs"}}"#);
+        let err = prepare(dir.path(), "c1", &NodeContext::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("unsupported ociVersion \"2.0.0\""),
+            "{err}"
+        );
+
+        let dir = bundle_with(
+            r#"{"ociVersion":"1.0.0","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}"#,
+        );
+        let err = prepare(dir.path(), "c1", &NodeContext::default()).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err}");
+
+        let dir = bundle_with("not json");
+        let err = prepare(dir.path(), "c1", &NodeContext::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("config.json is not valid"),
+            "{err}"
+        );
+
+        let empty = tempfile::tempdir().unwrap();
+        let err = prepare(empty.path(), "c1", &NodeContext::default()).unwrap_err();
+        assert!(err.to_string().contains("cannot read config.json"), "{err}");
+    }
+
+    #[test]
+    fn default_spec_is_runnable_shape() {
+        let spec = default_spec(false).unwrap();
+        assert_eq!(spec["root"]["path"], "rootfs");
+        assert_eq!(spec["process"]["args"][0], "sh");
+        let rootless = default_spec(true).unwrap();
+        assert!(rootless["linux"]["uidMappings"].is_array());
+    }
+}
