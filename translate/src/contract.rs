@@ -131,7 +131,13 @@ fn one_shot(report: &mut Report, contract: Contract, root: &Map<String, Value>) 
 
     if let Some(Value::String(containment)) = root.get("containment") {
         let permitted: &[&str] = match contract {
-            Contract::V06 => &["process", "processcontainer", "appcontainer", "lxc", "bubblewrap"],
+            Contract::V06 => &[
+                "process",
+                "processcontainer",
+                "appcontainer",
+                "lxc",
+                "bubblewrap",
+            ],
             Contract::V07 => &[
                 "process",
                 "processcontainer",
@@ -147,7 +153,10 @@ fn one_shot(report: &mut Report, contract: Contract, root: &Map<String, Value>) 
             report.reject(
                 "containment",
                 containment,
-                format!("not part of the contract for this version; expected one of: {}", permitted.join(", ")),
+                format!(
+                    "not part of the contract for this version; expected one of: {}",
+                    permitted.join(", ")
+                ),
             );
         }
     }
@@ -157,7 +166,12 @@ fn one_shot(report: &mut Report, contract: Contract, root: &Map<String, Value>) 
         None => report.reject_path("process", "missing required field `process`"),
     }
     if let Some(lifecycle) = object(root.get("lifecycle")) {
-        closed(report, "lifecycle", lifecycle, &["destroyOnExit", "preservePolicy"]);
+        closed(
+            report,
+            "lifecycle",
+            lifecycle,
+            &["destroyOnExit", "preservePolicy"],
+        );
     }
     for key in ["processContainer", "appContainer"] {
         if let Some(section) = object(root.get(key)) {
@@ -190,12 +204,20 @@ fn one_shot(report: &mut Report, contract: Contract, root: &Map<String, Value>) 
 }
 
 fn process(report: &mut Report, process: &Map<String, Value>) {
-    closed(report, "process", process, &["commandLine", "cwd", "env", "timeout"]);
+    closed(
+        report,
+        "process",
+        process,
+        &["commandLine", "cwd", "env", "timeout"],
+    );
     match process.get("commandLine") {
         Some(Value::String(line)) if line.is_empty() => {
             report.reject("process.commandLine", line, "must not be empty")
         }
-        None => report.reject_path("process.commandLine", "missing required field `commandLine`"),
+        None => report.reject_path(
+            "process.commandLine",
+            "missing required field `commandLine`",
+        ),
         _ => {}
     }
 }
@@ -209,7 +231,12 @@ fn filesystem(report: &mut Report, filesystem: &Map<String, Value>) {
     );
 }
 
-fn process_container(report: &mut Report, contract: Contract, key: &str, section: &Map<String, Value>) {
+fn process_container(
+    report: &mut Report,
+    contract: Contract,
+    key: &str,
+    section: &Map<String, Value>,
+) {
     let mut allowed = vec!["leastPrivilege", "capabilities", "ui"];
     if contract >= Contract::V08 {
         allowed.extend(["learningMode", "captureDenials", "network"]);
@@ -232,7 +259,12 @@ fn process_container(report: &mut Report, contract: Contract, key: &str, section
         );
     }
     if let Some(network) = object(section.get("network")) {
-        closed(report, &join(key, "network"), network, &["allowedProxyPeer"]);
+        closed(
+            report,
+            &join(key, "network"),
+            network,
+            &["allowedProxyPeer"],
+        );
     }
 }
 
@@ -268,7 +300,12 @@ fn network(report: &mut Report, contract: Contract, network: &Map<String, Value>
         }
     }
     if let Some(egress) = object(network.get("egress")) {
-        closed(report, "network.egress", egress, &["default", "allow", "deny"]);
+        closed(
+            report,
+            "network.egress",
+            egress,
+            &["default", "allow", "deny"],
+        );
         for list in ["allow", "deny"] {
             let list_path = join("network.egress", list);
             for (position, rule) in egress
@@ -286,20 +323,34 @@ fn network(report: &mut Report, contract: Contract, network: &Map<String, Value>
         }
     }
     if let Some(ingress) = object(network.get("ingress")) {
-        closed(report, "network.ingress", ingress, &["default", "hostLoopback"]);
+        closed(
+            report,
+            "network.ingress",
+            ingress,
+            &["default", "hostLoopback"],
+        );
     }
 }
 
 fn rule(report: &mut Report, path: &str, rule: &Map<String, Value>) {
     closed(report, path, rule, &["to", "ports"]);
     for key in ["to", "ports"] {
-        if rule.get(key).and_then(Value::as_array).is_some_and(Vec::is_empty) {
+        if rule
+            .get(key)
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
             report.reject(join(path, key), Value::Array(vec![]), "must not be empty");
         }
     }
     for (position, peer) in array(rule.get("to")).iter().enumerate() {
         if let Some(peer) = peer.as_object() {
-            closed(report, &index(&join(path, "to"), position), peer, &["cidr", "except"]);
+            closed(
+                report,
+                &index(&join(path, "to"), position),
+                peer,
+                &["cidr", "except"],
+            );
         }
     }
     for (position, port) in array(rule.get("ports")).iter().enumerate() {
@@ -316,7 +367,10 @@ fn rule(report: &mut Report, path: &str, rule: &Map<String, Value>) {
 }
 
 fn array(value: Option<&Value>) -> &[Value] {
-    value.and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
+    value
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
 }
 
 fn experimental(report: &mut Report, experimental: &Map<String, Value>) {
@@ -328,7 +382,10 @@ fn experimental(report: &mut Report, experimental: &Map<String, Value>) {
     );
     let children: [(&str, &[&str]); 4] = [
         ("test", &["message"]),
-        ("windows_sandbox", &["idleTimeoutMs", "idleTimeout", "daemonPipeName"]),
+        (
+            "windows_sandbox",
+            &["idleTimeoutMs", "idleTimeout", "daemonPipeName"],
+        ),
         (
             "wslc",
             &[
@@ -372,7 +429,11 @@ fn state_aware(report: &mut Report, phase: Phase, root: &Map<String, Value>) {
     };
     match phase {
         Phase::Start | Phase::Stop | Phase::Deprovision => {
-            let allowed = [&envelope[..], &["sandboxId", "correlationVector", "experimental"]].concat();
+            let allowed = [
+                &envelope[..],
+                &["sandboxId", "correlationVector", "experimental"],
+            ]
+            .concat();
             closed(report, "", root, &allowed);
             required(report, "", root, "sandboxId");
             telemetry_only(report);
@@ -380,7 +441,13 @@ fn state_aware(report: &mut Report, phase: Phase, root: &Map<String, Value>) {
         Phase::Exec => {
             let allowed = [
                 &envelope[..],
-                &["sandboxId", "correlationVector", "process", "network", "experimental"],
+                &[
+                    "sandboxId",
+                    "correlationVector",
+                    "process",
+                    "network",
+                    "experimental",
+                ],
             ]
             .concat();
             closed(report, "", root, &allowed);
@@ -399,14 +466,27 @@ fn state_aware(report: &mut Report, phase: Phase, root: &Map<String, Value>) {
 }
 
 fn provision(report: &mut Report, root: &Map<String, Value>, envelope: &[&str]) {
-    let containment = root.get("containment").and_then(Value::as_str).unwrap_or("");
+    let containment = root
+        .get("containment")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let experimental = object(root.get("experimental"));
     match containment {
         "isolation_session" => {
-            closed(report, "", root, &[envelope, &["containment", "network", "experimental"]].concat());
+            closed(
+                report,
+                "",
+                root,
+                &[envelope, &["containment", "network", "experimental"]].concat(),
+            );
             match object(root.get("network")) {
                 Some(network) => {
-                    closed(report, "network", network, &["defaultPolicy", "allowLocalNetwork"]);
+                    closed(
+                        report,
+                        "network",
+                        network,
+                        &["defaultPolicy", "allowLocalNetwork"],
+                    );
                     if network.get("defaultPolicy") != Some(&Value::from("allow")) {
                         report.reject_path(
                             "network.defaultPolicy",
@@ -423,11 +503,21 @@ fn provision(report: &mut Report, root: &Map<String, Value>, envelope: &[&str]) 
                 None => report.reject_path("network", "missing required field `network`"),
             }
             if let Some(experimental) = experimental {
-                closed(report, "experimental", experimental, &["isolation_session", "telemetry"]);
+                closed(
+                    report,
+                    "experimental",
+                    experimental,
+                    &["isolation_session", "telemetry"],
+                );
             }
         }
         "windows_sandbox" => {
-            closed(report, "", root, &[envelope, &["containment", "filesystem", "experimental"]].concat());
+            closed(
+                report,
+                "",
+                root,
+                &[envelope, &["containment", "filesystem", "experimental"]].concat(),
+            );
             if let Some(filesystem) = object(root.get("filesystem")) {
                 self::filesystem(report, filesystem);
             }
@@ -440,7 +530,11 @@ fn provision(report: &mut Report, root: &Map<String, Value>, envelope: &[&str]) 
                 report,
                 "",
                 root,
-                &[envelope, &["containment", "filesystem", "network", "experimental"]].concat(),
+                &[
+                    envelope,
+                    &["containment", "filesystem", "network", "experimental"],
+                ]
+                .concat(),
             );
             if let Some(filesystem) = object(root.get("filesystem")) {
                 self::filesystem(report, filesystem);

@@ -137,7 +137,11 @@ mod tests {
     #[test]
     fn rejects_trailing_data() {
         let error = read(r#"{"version": "0.8.0"} {}"#).unwrap_err();
-        assert!(error.reason.contains("trailing characters"), "{}", error.reason);
+        assert!(
+            error.reason.contains("trailing characters"),
+            "{}",
+            error.reason
+        );
     }
 
     #[test]

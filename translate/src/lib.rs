@@ -9,8 +9,10 @@
 //! Pure: nothing here starts processes or mounts anything, and what it must know about the host
 //! comes through the [`HostFacts`] trait.
 
+pub mod compile;
 mod contract;
 mod error;
+pub mod explain;
 mod json;
 pub mod model;
 pub mod network;
@@ -22,3 +24,15 @@ pub use error::{ConfigError, ConfigErrors};
 pub use parse::{parse, parse_value, Config, Expect, ParseOptions, RequestKind};
 pub use source::Source;
 pub use version::SchemaVersion;
+
+pub mod host;
+pub mod paths;
+mod policy;
+mod resolve;
+
+pub use compile::{apply_to_bundle, one_shot, BundleError, OneShotOptions, Sandbox, SkeletonEntry};
+pub use host::{FakeHost, FileInfo, FileKind, HostFacts, RealHost};
+pub use policy::{
+    EgressFilter, HostnameRule, Identity, MountAction, MountStep, NetworkPlan, Policy, Profile,
+};
+pub use resolve::{resolve, ResolveOptions, Target, BASELINE};

@@ -353,7 +353,10 @@ fn proxy_url(report: &mut Report, path: &str, text: &str) -> Option<ProxyEndpoin
     };
     // `Url::port` is None for the scheme's default port too, so look at the text: MXC requires
     // the port to be written out.
-    let Some(port) = parsed.port().or_else(|| explicit_default_port(text, &parsed)) else {
+    let Some(port) = parsed
+        .port()
+        .or_else(|| explicit_default_port(text, &parsed))
+    else {
         report.reject(
             path,
             &redacted,
@@ -446,7 +449,13 @@ fn peer(report: &mut Report, path: &str, peer: &model::NetworkPeer) -> Option<Pe
         }
     };
     let mut except = Vec::new();
-    for (i, text) in peer.except.as_deref().unwrap_or_default().iter().enumerate() {
+    for (i, text) in peer
+        .except
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let except_path = index(&join(path, "except"), i);
         match parse_cidr(text) {
             Ok(net) if cidr.contains(&net) => except.push(net),
@@ -507,9 +516,14 @@ mod tests {
     #[test]
     fn cidr_rules() {
         assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
-        assert_eq!(parse_cidr("2001:db8::1").unwrap().to_string(), "2001:db8::1/128");
+        assert_eq!(
+            parse_cidr("2001:db8::1").unwrap().to_string(),
+            "2001:db8::1/128"
+        );
         assert!(parse_cidr("10.0.0.1/8").unwrap_err().contains("host part"));
-        assert!(parse_cidr("example.com").unwrap_err().contains("invalid IP"));
+        assert!(parse_cidr("example.com")
+            .unwrap_err()
+            .contains("invalid IP"));
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert_eq!(parse_cidr("10.0.0.0/8").unwrap().to_string(), "10.0.0.0/8");
     }

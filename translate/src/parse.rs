@@ -5,12 +5,12 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::contract;
 use crate::error::{index, join, ConfigErrors, Report};
 use crate::model::{self, MxcConfig, Phase};
 use crate::network::{self, NetworkSpec};
 use crate::source::Source;
 use crate::version::{self, SchemaVersion};
-use crate::contract;
 
 /// What kind of request the caller is prepared to handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,7 +66,11 @@ pub fn parse(source: Source, text: &str, options: ParseOptions) -> Result<Config
 
 /// Parses an already-read JSON document (annotations that arrive as a string go through
 /// [`parse`] so that duplicate keys are caught).
-pub fn parse_value(source: Source, raw: Value, options: ParseOptions) -> Result<Config, ConfigErrors> {
+pub fn parse_value(
+    source: Source,
+    raw: Value,
+    options: ParseOptions,
+) -> Result<Config, ConfigErrors> {
     let mut report = Report::new(&source);
     let Some(root) = raw.as_object() else {
         report.reject("", &raw, "expected a configuration object");
@@ -116,7 +120,10 @@ pub fn parse_value(source: Source, raw: Value, options: ParseOptions) -> Result<
         state_aware_envelope(&mut report, &model, phase, root);
     }
 
-    let process_required = matches!(kind, RequestKind::OneShot | RequestKind::StateAware(Phase::Exec));
+    let process_required = matches!(
+        kind,
+        RequestKind::OneShot | RequestKind::StateAware(Phase::Exec)
+    );
     process(&mut report, model.process.as_ref(), process_required);
     filesystem(&mut report, model.filesystem.as_ref());
     process_container(&mut report, model.process_container.as_ref());
@@ -127,7 +134,10 @@ pub fn parse_value(source: Source, raw: Value, options: ParseOptions) -> Result<
         version::probe(model.version.as_deref()).unwrap_or(version),
         model.network.as_ref(),
         model.runtime_config.as_ref(),
-        model.process_container.as_ref().and_then(|pc| pc.network.as_ref()),
+        model
+            .process_container
+            .as_ref()
+            .and_then(|pc| pc.network.as_ref()),
     );
 
     if options.strict && report.is_clean() {
@@ -225,7 +235,10 @@ fn state_aware_envelope(
         if model.sandbox_id.as_deref().is_none_or(str::is_empty) {
             report.reject_path(
                 "sandboxId",
-                format!("missing required field: sandboxId (required for '{}')", phase.as_str()),
+                format!(
+                    "missing required field: sandboxId (required for '{}')",
+                    phase.as_str()
+                ),
             );
         }
     }
@@ -272,12 +285,15 @@ fn process(report: &mut Report, process: Option<&model::Process>, required: bool
         return;
     };
     match process.command_line.as_deref() {
-        None if required => {
-            report.reject_path("process.commandLine", "missing required field: process.commandLine")
-        }
-        Some("") if required => {
-            report.reject("process.commandLine", "", "process.commandLine cannot be empty")
-        }
+        None if required => report.reject_path(
+            "process.commandLine",
+            "missing required field: process.commandLine",
+        ),
+        Some("") if required => report.reject(
+            "process.commandLine",
+            "",
+            "process.commandLine cannot be empty",
+        ),
         Some(line) if line.contains('\0') => report.reject(
             "process.commandLine",
             line,
@@ -285,7 +301,13 @@ fn process(report: &mut Report, process: Option<&model::Process>, required: bool
         ),
         _ => {}
     }
-    for (position, entry) in process.env.as_deref().unwrap_or_default().iter().enumerate() {
+    for (position, entry) in process
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         let path = index("process.env", position);
         match entry.split_once('=') {
             None => report.reject(
@@ -322,7 +344,11 @@ fn filesystem(report: &mut Report, filesystem: Option<&model::Filesystem>) {
             if path.trim().is_empty() {
                 report.reject(at, path, "filesystem path is empty");
             } else if path.contains('\0') {
-                report.reject(at, path, "filesystem path contains an embedded NUL character");
+                report.reject(
+                    at,
+                    path,
+                    "filesystem path contains an embedded NUL character",
+                );
             } else if path.contains('"') {
                 report.reject(at, path, "filesystem path contains invalid character '\"'");
             }
@@ -376,14 +402,20 @@ fn process_container(report: &mut Report, section: Option<&model::ProcessContain
 }
 
 fn experimental(report: &mut Report, experimental: Option<&model::Experimental>) {
-    let Some(experimental) = experimental else { return };
+    let Some(experimental) = experimental else {
+        return;
+    };
     if experimental.seatbelt.is_some() {
         report.reject_path(
             "experimental.seatbelt",
             "'experimental.seatbelt' has moved to the stable section; use top-level 'seatbelt' instead",
         );
     }
-    if let Some(mappings) = experimental.wslc.as_ref().and_then(|w| w.port_mappings.as_ref()) {
+    if let Some(mappings) = experimental
+        .wslc
+        .as_ref()
+        .and_then(|w| w.port_mappings.as_ref())
+    {
         let mut seen = std::collections::HashSet::new();
         for (position, mapping) in mappings.iter().enumerate() {
             let at = index("experimental.wslc.portMappings", position);
@@ -403,4 +435,3 @@ fn experimental(report: &mut Report, experimental: Option<&model::Experimental>)
         }
     }
 }
-

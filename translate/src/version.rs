@@ -43,9 +43,8 @@ pub(crate) fn parse(version: Option<&str>) -> Result<SchemaVersion, String> {
     let Some(text) = version.filter(|text| !text.is_empty()) else {
         return Ok(SchemaVersion::Unversioned);
     };
-    let parsed = semver::Version::parse(text).map_err(|_| {
-        "must be semver (e.g., 'X.Y.Z' or 'X.Y.Z-alpha')".to_string()
-    })?;
+    let parsed = semver::Version::parse(text)
+        .map_err(|_| "must be semver (e.g., 'X.Y.Z' or 'X.Y.Z-alpha')".to_string())?;
     let (major, minor) = (parsed.major, parsed.minor);
     if (major, minor) < (0, 6) {
         return Err(format!(
@@ -82,7 +81,13 @@ mod tests {
 
     #[test]
     fn compares_major_minor_only() {
-        for ok in ["0.6.0-alpha", "0.7.3", "0.8.0-alpha", "0.9.0-dev", "0.9.7+build"] {
+        for ok in [
+            "0.6.0-alpha",
+            "0.7.3",
+            "0.8.0-alpha",
+            "0.9.0-dev",
+            "0.9.7+build",
+        ] {
             assert!(parse(Some(ok)).is_ok(), "{ok}");
         }
         assert!(parse(Some("0.5.9")).unwrap_err().contains("older"));
@@ -94,7 +99,9 @@ mod tests {
     #[test]
     fn directional_from_0_8() {
         assert!(!parse(Some("0.7.0")).unwrap().supports_directional_network());
-        assert!(parse(Some("0.8.0-alpha")).unwrap().supports_directional_network());
+        assert!(parse(Some("0.8.0-alpha"))
+            .unwrap()
+            .supports_directional_network());
         assert!(!SchemaVersion::Unversioned.supports_directional_network());
     }
 }

@@ -30,18 +30,32 @@ fn fixtures() -> Vec<Fixture> {
             } else if path.extension().is_some_and(|e| e == "json") {
                 let parent = path.parent().unwrap();
                 let valid = parent.file_name().unwrap() == "valid";
-                let group = parent.parent().unwrap().file_name().unwrap().to_str().unwrap();
+                let group = parent
+                    .parent()
+                    .unwrap()
+                    .file_name()
+                    .unwrap()
+                    .to_str()
+                    .unwrap();
                 let one_shot = group == "one_shot" || group.starts_with("v0_");
                 found.push(Fixture {
                     path,
                     valid,
-                    expect: if one_shot { Expect::OneShot } else { Expect::Any },
+                    expect: if one_shot {
+                        Expect::OneShot
+                    } else {
+                        Expect::Any
+                    },
                 });
             }
         }
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
-    assert!(found.len() >= 70, "expected MXC's fixture suite, found {}", found.len());
+    assert!(
+        found.len() >= 70,
+        "expected MXC's fixture suite, found {}",
+        found.len()
+    );
     found
 }
 
@@ -62,9 +76,10 @@ fn strict_mode_agrees_with_every_fixture() {
     for fixture in fixtures() {
         match (fixture.valid, check(&fixture, true)) {
             (true, Err(error)) => disagreements.push(format!("valid fixture rejected: {error}")),
-            (false, Ok(())) => {
-                disagreements.push(format!("invalid fixture accepted: {}", fixture.path.display()))
-            }
+            (false, Ok(())) => disagreements.push(format!(
+                "invalid fixture accepted: {}",
+                fixture.path.display()
+            )),
             _ => {}
         }
     }
@@ -91,4 +106,3 @@ fn errors_name_the_file_and_the_json_path() {
         );
     }
 }
-

@@ -1,1 +1,226 @@
-fn main() {}
+//! `mxc`: MXC execution configs on Linux, enforced. `check` validates a config, `translate`
+//! prints the OCI spec it compiles to, `explain` tells a reviewer what enforces each field.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use mxc_translate::{
+    explain, parse, resolve, Config, ConfigErrors, Expect, Identity, ParseOptions, Policy,
+    RealHost, ResolveOptions, Source, Target,
+};
+
+#[derive(Parser)]
+#[command(
+    name = "mxc",
+    version,
+    about = "Run MXC execution configs on Linux, enforced"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a config: exit 0 and print nothing when valid, exit 1 with one error per line.
+    Check(CheckArgs),
+    /// Print the OCI runtime spec (config.json) a config compiles to.
+    Translate(CompileArgs),
+    /// Show, for each policy field, what enforces it.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// Also apply MXC's contract-crate rules (exact versions, no null, closed surfaces).
+    #[arg(long)]
+    strict: bool,
+    /// Treat the file as a one-shot request even if it carries `phase` (as `mxc run` does).
+    #[arg(long)]
+    one_shot: bool,
+    /// Also resolve it for `mxc run` on this host (containment, backend sections, host paths).
+    #[arg(long)]
+    runnable: bool,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The MXC config file.
+    file: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct TargetArgs {
+    /// Use this root filesystem instead of the read-only host baseline.
+    #[arg(long, value_name = "DIR")]
+    rootfs: Option<PathBuf>,
+    /// Host uid[:gid] the sandbox runs as (default: the sudo caller, else 65534:65534).
+    #[arg(long, value_name = "UID[:GID]")]
+    user: Option<String>,
+}
+
+#[derive(Args)]
+struct CompileArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The MXC config file.
+    file: PathBuf,
+}
+
+#[derive(Args)]
+struct ExplainArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// The MXC config file.
+    file: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check(args),
+        Command::Translate(args) => translate(args),
+        Command::Explain(args) => run_explain(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("mxc: {error:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A config problem: its lines on stderr, exit 1.
+fn rejected(errors: &ConfigErrors) -> ExitCode {
+    for error in errors.iter() {
+        eprintln!("{error}");
+    }
+    ExitCode::from(1)
+}
+
+fn load(
+    file: &PathBuf,
+    options: ParseOptions,
+) -> Result<std::result::Result<Config, ConfigErrors>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("{}: cannot read the config", file.display()))?;
+    Ok(parse(Source::File(file.clone()), &text, options))
+}
+
+fn identity(user: Option<&str>) -> Result<Identity> {
+    if let Some(text) = user {
+        let (uid, gid) = match text.split_once(':') {
+            Some((uid, gid)) => (uid.parse()?, gid.parse()?),
+            None => {
+                let uid: u32 = text.parse().context("--user takes UID[:GID]")?;
+                (uid, uid)
+            }
+        };
+        return Ok(Identity { uid, gid });
+    }
+    let sudo = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
+        if uid != 0 {
+            return Ok(Identity { uid, gid });
+        }
+    }
+    Ok(Identity::NOBODY)
+}
+
+fn resolve_for_run(
+    config: &Config,
+    target: &TargetArgs,
+) -> Result<std::result::Result<Policy, ConfigErrors>> {
+    let options = ResolveOptions {
+        target: Target::OneShot {
+            rootfs: target.rootfs.clone(),
+        },
+        identity: identity(target.user.as_deref())?,
+    };
+    Ok(resolve(config, &RealHost, &options))
+}
+
+fn check(args: CheckArgs) -> Result<ExitCode> {
+    let expect = if args.one_shot || args.runnable {
+        Expect::OneShot
+    } else {
+        Expect::Any
+    };
+    let options = ParseOptions {
+        strict: args.strict,
+        expect,
+    };
+    let config = match load(&args.file, options)? {
+        Ok(config) => config,
+        Err(errors) => return Ok(rejected(&errors)),
+    };
+    if args.runnable {
+        if let Err(errors) = resolve_for_run(&config, &args.target)? {
+            return Ok(rejected(&errors));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn compiled(
+    file: &PathBuf,
+    target: &TargetArgs,
+) -> Result<std::result::Result<(Policy, oci_spec::runtime::Spec), ConfigErrors>> {
+    let options = ParseOptions {
+        strict: false,
+        expect: Expect::OneShot,
+    };
+    let config = match load(file, options)? {
+        Ok(config) => config,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let policy = match resolve_for_run(&config, target)? {
+        Ok(policy) => policy,
+        Err(errors) => return Ok(Err(errors)),
+    };
+    let id = policy
+        .container_id
+        .clone()
+        .unwrap_or_else(|| "mxc-example".to_string());
+    let empty_root = PathBuf::from("/run/mxc").join(&id).join("rootfs");
+    let sandbox = mxc_translate::one_shot(
+        &policy,
+        &mxc_translate::OneShotOptions {
+            container_id: &id,
+            empty_root: &empty_root,
+            pids_limit: 1024,
+            host: &RealHost,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(Ok((policy, sandbox.spec)))
+}
+
+fn translate(args: CompileArgs) -> Result<ExitCode> {
+    match compiled(&args.file, &args.target)? {
+        Ok((_, spec)) => {
+            println!("{}", serde_json::to_string_pretty(&spec)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => Ok(rejected(&errors)),
+    }
+}
+
+fn run_explain(args: ExplainArgs) -> Result<ExitCode> {
+    match compiled(&args.file, &args.target)? {
+        Ok((policy, _)) => {
+            let rows = explain::explain(&policy);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                print!("{}", explain::render(&rows));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => Ok(rejected(&errors)),
+    }
+}

@@ -1,0 +1,224 @@
+//! What compilation needs to know about the host, behind a small trait so that most of the
+//! logic is tested without touching the real filesystem.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Directory,
+    File,
+    Symlink,
+    /// Devices, sockets, FIFOs.
+    Other,
+}
+
+/// The part of `stat(2)` the policy cares about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    pub kind: FileKind,
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u64,
+}
+
+pub trait HostFacts {
+    /// `lstat(2)`: does not follow a final symlink.
+    fn symlink_metadata(&self, path: &Path) -> io::Result<FileInfo>;
+    /// `readlink(2)`.
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
+
+    /// `stat(2)`: follows symlinks.
+    fn metadata(&self, path: &Path) -> io::Result<FileInfo> {
+        let resolved = crate::paths::resolve_symlinks(self, path)?;
+        if !resolved.exists {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        }
+        self.symlink_metadata(&resolved.path)
+    }
+}
+
+/// The real host.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealHost;
+
+impl HostFacts for RealHost {
+    fn symlink_metadata(&self, path: &Path) -> io::Result<FileInfo> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path)?;
+        let file_type = meta.file_type();
+        let kind = if file_type.is_dir() {
+            FileKind::Directory
+        } else if file_type.is_file() {
+            FileKind::File
+        } else if file_type.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Other
+        };
+        Ok(FileInfo {
+            kind,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            nlink: meta.nlink(),
+        })
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        std::fs::read_link(path)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum FakeNode {
+    Dir {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    File {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        nlink: u64,
+    },
+    Link(PathBuf),
+}
+
+/// An in-memory host tree for tests: directories, files and symlinks with owners and modes.
+/// Parent directories are created implicitly (root-owned, 0755).
+#[derive(Debug, Clone, Default)]
+pub struct FakeHost {
+    nodes: BTreeMap<PathBuf, FakeNode>,
+}
+
+impl FakeHost {
+    pub fn new() -> Self {
+        let mut host = FakeHost::default();
+        host.nodes.insert(
+            PathBuf::from("/"),
+            FakeNode::Dir {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+        );
+        host
+    }
+
+    fn parents(&mut self, path: &Path) {
+        for ancestor in path.ancestors().skip(1) {
+            self.nodes
+                .entry(ancestor.to_path_buf())
+                .or_insert(FakeNode::Dir {
+                    mode: 0o755,
+                    uid: 0,
+                    gid: 0,
+                });
+        }
+    }
+
+    pub fn dir(mut self, path: &str) -> Self {
+        self = self.dir_owned(path, 0o755, 0, 0);
+        self
+    }
+
+    pub fn dir_owned(mut self, path: &str, mode: u32, uid: u32, gid: u32) -> Self {
+        let path = PathBuf::from(path);
+        self.parents(&path);
+        self.nodes.insert(path, FakeNode::Dir { mode, uid, gid });
+        self
+    }
+
+    pub fn file(self, path: &str) -> Self {
+        self.file_owned(path, 0o644, 0, 0)
+    }
+
+    pub fn file_owned(mut self, path: &str, mode: u32, uid: u32, gid: u32) -> Self {
+        let path = PathBuf::from(path);
+        self.parents(&path);
+        self.nodes.insert(
+            path,
+            FakeNode::File {
+                mode,
+                uid,
+                gid,
+                nlink: 1,
+            },
+        );
+        self
+    }
+
+    pub fn hard_linked_file(mut self, path: &str, nlink: u64) -> Self {
+        let path = PathBuf::from(path);
+        self.parents(&path);
+        self.nodes.insert(
+            path,
+            FakeNode::File {
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                nlink,
+            },
+        );
+        self
+    }
+
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        let path = PathBuf::from(path);
+        self.parents(&path);
+        self.nodes
+            .insert(path, FakeNode::Link(PathBuf::from(target)));
+        self
+    }
+
+    /// Every path in the tree, for property tests.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.nodes.keys().cloned().collect()
+    }
+}
+
+impl HostFacts for FakeHost {
+    fn symlink_metadata(&self, path: &Path) -> io::Result<FileInfo> {
+        let node = self
+            .nodes
+            .get(path)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        // A stable fake inode per path: distinct paths are distinct objects.
+        let ino = self.nodes.keys().position(|p| p == path).unwrap_or(0) as u64 + 1;
+        let (kind, mode, uid, gid, nlink) = match node {
+            FakeNode::Dir { mode, uid, gid } => (FileKind::Directory, *mode, *uid, *gid, 2),
+            FakeNode::File {
+                mode,
+                uid,
+                gid,
+                nlink,
+            } => (FileKind::File, *mode, *uid, *gid, *nlink),
+            FakeNode::Link(_) => (FileKind::Symlink, 0o777, 0, 0, 1),
+        };
+        Ok(FileInfo {
+            kind,
+            dev: 1,
+            ino,
+            mode,
+            uid,
+            gid,
+            nlink,
+        })
+    }
+
+    fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
+        match self.nodes.get(path) {
+            Some(FakeNode::Link(target)) => Ok(target.clone()),
+            Some(_) => Err(io::Error::from_raw_os_error(22)),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The resolved policy: what compilation consumes. Normalised absolute paths, a mount plan in
+//! most-specific-path-wins order, one network model, defaults applied.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::network::{ProxyEndpoint, Rule};
+use crate::source::Source;
+use crate::version::SchemaVersion;
+
+/// The uid/gid the workload has on the host (the single id mapped into its user namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Identity {
+    /// `nobody:nogroup`, the default when root runs a sandbox and names no one else.
+    pub const NOBODY: Identity = Identity {
+        uid: 65534,
+        gid: 65534,
+    };
+}
+
+/// Which root filesystem the sandbox sees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum Profile {
+    /// `process`, `bubblewrap` or no containment: an empty read-only root with a read-only
+    /// baseline of host system directories.
+    HostBaseline,
+    /// `--rootfs DIR` (and `lxc`): that root filesystem, read-only, plus the grants.
+    Rootfs {
+        path: PathBuf,
+        /// `lxc.distribution`/`lxc.release`, when the config named them.
+        distribution: Option<(String, String)>,
+    },
+    /// Bundle mode: the engine's own root filesystem and mounts.
+    Bundle,
+}
+
+/// One step of the filesystem plan, applied in order after the profile's own mounts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MountStep {
+    /// Where inside the sandbox.
+    pub destination: PathBuf,
+    /// The policy entry that asked for it (`filesystem.readonlyPaths[0]`).
+    pub origin: String,
+    pub action: MountAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum MountAction {
+    /// Bind the host path (symlinks followed) recursively.
+    Bind { source: PathBuf, readonly: bool },
+    /// A denied regular file: `/dev/null` bound over it, read-only, `nodev`: opens fail.
+    MaskFile,
+    /// A denied directory: an empty read-only tmpfs of mode 000, so it still lists in its
+    /// parent but cannot be opened. With granted descendants the tmpfs is mode 0111 (traversable,
+    /// not listable) so the descendants' mountpoints can be reached.
+    MaskDirectory { granted_descendants: bool },
+    /// A denied path inside an image root filesystem: the runtime masks it at mount time
+    /// (`linux.maskedPaths`: a directory becomes an empty read-only tmpfs, a file `/dev/null`).
+    MaskInImage,
+}
+
+/// How the sandbox reaches the network.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase", tag = "mode")]
+pub enum NetworkPlan {
+    /// A private network namespace with loopback only.
+    Isolated,
+    /// A private network namespace with connectivity, filtered by rules installed inside it.
+    Filtered(EgressFilter),
+    /// A private network namespace whose only reachable endpoint is the proxy.
+    ProxyOnly { proxy: ProxyEndpoint },
+}
+
+impl NetworkPlan {
+    /// The `io.mxc.network-mode` annotation value.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            NetworkPlan::Isolated => "isolated",
+            NetworkPlan::Filtered(_) => "filtered",
+            NetworkPlan::ProxyOnly { .. } => "proxy-only",
+        }
+    }
+}
+
+/// Outbound rules: deny rules first, then allow rules, then the default. Legacy host lists
+/// become rules whose destinations may be hostnames, resolved once at start.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressFilter {
+    pub default_allow: bool,
+    pub deny: Vec<Rule>,
+    pub allow: Vec<Rule>,
+    /// Hostnames from legacy host lists: (JSON path, name, whether it is a deny entry).
+    pub hostnames: Vec<HostnameRule>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostnameRule {
+    pub path: String,
+    pub name: String,
+    pub deny: bool,
+}
+
+/// The policy, resolved for Linux.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Policy {
+    #[serde(skip)]
+    pub source: Source,
+    pub sha256: String,
+    pub version: SchemaVersion,
+    /// The containment value as written (`process` when omitted).
+    pub containment: String,
+    pub profile: Profile,
+    pub container_id: Option<String>,
+    /// One-shot only: the shell source to run under `/bin/sh -c`.
+    pub command_line: Option<String>,
+    /// One-shot only: the working directory.
+    pub cwd: Option<PathBuf>,
+    /// `process.env`, validated, in order (later duplicates win).
+    pub env: Vec<(String, String)>,
+    pub timeout_ms: Option<u32>,
+    pub identity: Identity,
+    pub mounts: Vec<MountStep>,
+    pub network: NetworkPlan,
+    /// What resolution decided without failing (dropped duplicates, masks that had nothing to
+    /// hide), for `explain` and logs.
+    pub notes: Vec<String>,
+}
+
+impl serde::Serialize for SchemaVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
