@@ -21,6 +21,9 @@ pub enum Expect {
     /// A one-shot request (`mxc run`, bundle policies): `phase`, `sandboxId` and
     /// `correlationVector` are rejected.
     OneShot,
+    /// A policy for a container an engine describes (bundle mode): one-shot envelope, and
+    /// `process` is optional because the engine supplies the command.
+    BundlePolicy,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,7 +108,7 @@ pub fn parse_value(
 
     let kind = match (state_aware, options.expect) {
         (false, _) => RequestKind::OneShot,
-        (true, Expect::OneShot) => RequestKind::OneShot,
+        (true, Expect::OneShot | Expect::BundlePolicy) => RequestKind::OneShot,
         (true, Expect::Any) => match model.phase {
             Some(phase) => RequestKind::StateAware(phase),
             None => {
@@ -120,10 +123,10 @@ pub fn parse_value(
         state_aware_envelope(&mut report, &model, phase, root);
     }
 
-    let process_required = matches!(
-        kind,
-        RequestKind::OneShot | RequestKind::StateAware(Phase::Exec)
-    );
+    let process_required = match kind {
+        RequestKind::OneShot => options.expect != Expect::BundlePolicy,
+        RequestKind::StateAware(phase) => phase == Phase::Exec,
+    };
     process(&mut report, model.process.as_ref(), process_required);
     filesystem(&mut report, model.filesystem.as_ref());
     process_container(&mut report, model.process_container.as_ref());

@@ -1,0 +1,435 @@
+//! Resolution and compilation rules, one test per rule, against a fake host.
+
+use std::path::{Path, PathBuf};
+
+use mxc_translate::{
+    apply_to_bundle, one_shot, parse, resolve, Expect, FakeHost, Identity, MountAction,
+    NetworkPlan, OneShotOptions, ParseOptions, Policy, ResolveOptions, Source, Target,
+};
+use serde_json::{json, Value};
+
+const ME: Identity = Identity {
+    uid: 1000,
+    gid: 1000,
+};
+
+fn host() -> FakeHost {
+    FakeHost::new()
+        .dir("/usr/bin")
+        .dir("/usr/lib")
+        .symlink("/bin", "usr/bin")
+        .symlink("/lib", "usr/lib")
+        .dir("/etc")
+        .file_owned("/etc/shadow", 0o640, 0, 42)
+        .dir_owned("/work", 0o755, 1000, 1000)
+        .dir_owned("/work/sub", 0o755, 1000, 1000)
+        .dir_owned("/work/sub/x", 0o755, 1000, 1000)
+        .file_owned("/work/secret.txt", 0o644, 1000, 1000)
+        .symlink("/work/link", "/work/secret.txt")
+        .symlink("/work/dangling", "/nowhere")
+        .dir_owned("/data", 0o755, 1000, 1000)
+        .dir_owned("/data/c", 0o755, 1000, 1000)
+        .dir_owned("/rootonly", 0o700, 0, 0)
+        .hard_linked_file("/work/hard", 2)
+}
+
+fn resolved(config: Value) -> Result<Policy, String> {
+    resolved_for(config, Target::OneShot { rootfs: None })
+}
+
+fn resolved_for(config: Value, target: Target) -> Result<Policy, String> {
+    let text = config.to_string();
+    let expect = match target {
+        Target::OneShot { .. } => Expect::OneShot,
+        Target::Bundle { .. } => Expect::BundlePolicy,
+    };
+    let options = ParseOptions {
+        strict: false,
+        expect,
+    };
+    let parsed =
+        parse(Source::Named("cfg.json".into()), &text, options).map_err(|e| e.to_string())?;
+    resolve(
+        &parsed,
+        &host(),
+        &ResolveOptions {
+            target,
+            identity: ME,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn with_fs(fs: Value) -> Value {
+    json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "filesystem": fs})
+}
+
+fn actions(policy: &Policy) -> Vec<(String, MountAction)> {
+    policy
+        .mounts
+        .iter()
+        .map(|m| (m.destination.display().to_string(), m.action.clone()))
+        .collect()
+}
+
+#[test]
+fn most_specific_path_wins_in_mount_order() {
+    let policy = resolved(with_fs(json!({
+        "readwritePaths": ["/data/c", "/work"], "readonlyPaths": ["/data"], "deniedPaths": ["/work/sub"],
+    })))
+    .unwrap();
+    let order: Vec<String> = actions(&policy).into_iter().map(|(d, _)| d).collect();
+    assert_eq!(order, ["/work", "/data", "/data/c", "/work/sub"]);
+    // Not visible at all (no grant covers it): nothing to mask.
+    let policy = resolved(with_fs(
+        json!({"deniedPaths": ["/data"], "readwritePaths": ["/data/c"]}),
+    ))
+    .unwrap();
+    assert_eq!(actions(&policy).len(), 1);
+}
+
+#[test]
+fn denied_symlink_masks_its_target() {
+    let policy = resolved(with_fs(
+        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/link"]}),
+    ))
+    .unwrap();
+    assert!(actions(&policy).contains(&("/work/secret.txt".into(), MountAction::MaskFile)));
+}
+
+#[test]
+fn dangling_denied_symlink_is_refused() {
+    let error = resolved(with_fs(
+        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/dangling"]}),
+    ))
+    .unwrap_err();
+    assert!(
+        error.contains("filesystem.deniedPaths[0]") && error.contains("dangling"),
+        "{error}"
+    );
+}
+
+#[test]
+fn missing_denied_path_inside_a_writable_grant_is_refused() {
+    let error = resolved(with_fs(
+        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/new"]}),
+    ))
+    .unwrap_err();
+    assert!(
+        error.contains("does not exist but lies in a writable grant"),
+        "{error}"
+    );
+    let ok = resolved(with_fs(
+        json!({"readonlyPaths": ["/work"], "deniedPaths": ["/work/new"]}),
+    ))
+    .unwrap();
+    assert!(ok.notes.iter().any(|n| n.contains("nothing to mask")));
+}
+
+#[test]
+fn denied_directory_with_granted_child_is_traversable_mask() {
+    let policy = resolved(with_fs(json!({
+        "readwritePaths": ["/work"], "deniedPaths": ["/work/sub"], "readonlyPaths": ["/work/sub/x"],
+    })))
+    .unwrap();
+    assert_eq!(
+        actions(&policy),
+        [
+            (
+                "/work".into(),
+                MountAction::Bind {
+                    source: "/work".into(),
+                    readonly: false
+                }
+            ),
+            (
+                "/work/sub".into(),
+                MountAction::MaskDirectory {
+                    granted_descendants: true
+                }
+            ),
+            (
+                "/work/sub/x".into(),
+                MountAction::Bind {
+                    source: "/work/sub/x".into(),
+                    readonly: true
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn baseline_secrets_are_masked_when_denied() {
+    let policy = resolved(with_fs(json!({"deniedPaths": ["/etc/shadow"]}))).unwrap();
+    assert_eq!(
+        actions(&policy),
+        [("/etc/shadow".into(), MountAction::MaskFile)]
+    );
+}
+
+#[test]
+fn same_string_and_same_object_take_the_strictest_intent() {
+    let policy = resolved(with_fs(
+        json!({"readwritePaths": ["/work/sub/"], "deniedPaths": ["/work/sub"]}),
+    ))
+    .unwrap();
+    assert!(actions(&policy)
+        .iter()
+        .all(|(_, a)| !matches!(a, MountAction::Bind { .. })));
+    assert!(policy.notes.iter().any(|n| n.contains("stricter")));
+}
+
+#[test]
+fn hard_linked_denied_file_in_a_writable_grant_is_refused() {
+    let error = resolved(with_fs(
+        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/hard"]}),
+    ))
+    .unwrap_err();
+    assert!(error.contains("hard links"), "{error}");
+}
+
+#[test]
+fn grants_are_checked_against_the_sandbox_identity() {
+    let error = resolved(with_fs(json!({"readonlyPaths": ["/rootonly"]}))).unwrap_err();
+    assert!(
+        error.contains("filesystem.readonlyPaths[0] = \"/rootonly\"")
+            && error.contains("1000:1000"),
+        "{error}"
+    );
+}
+
+#[test]
+fn paths_must_be_absolute_and_exist_and_not_cover_kernel_filesystems() {
+    let error = resolved(with_fs(json!({"readwritePaths": ["work"]}))).unwrap_err();
+    assert!(error.contains("must be an absolute path"), "{error}");
+    let error = resolved(with_fs(json!({"readonlyPaths": ["/missing"]}))).unwrap_err();
+    assert!(error.contains("does not exist on the host"), "{error}");
+    for path in ["/", "/proc", "/proc/1", "/dev"] {
+        let error = resolved(with_fs(json!({"readonlyPaths": [path]}))).unwrap_err();
+        assert!(error.contains("runtime's own"), "{path}: {error}");
+    }
+}
+
+#[test]
+fn cwd_is_absolute_visible_or_defaulted() {
+    let cfg = |cwd: Option<&str>| {
+        let mut process = json!({"commandLine": "true"});
+        if let Some(cwd) = cwd {
+            process["cwd"] = json!(cwd);
+        }
+        json!({"version": "0.8.0-alpha", "process": process, "filesystem": {"readonlyPaths": ["/data"], "readwritePaths": ["/work"]}})
+    };
+    assert_eq!(
+        resolved(cfg(None)).unwrap().cwd,
+        Some(PathBuf::from("/work"))
+    );
+    assert_eq!(
+        resolved(cfg(Some("/data/c"))).unwrap().cwd,
+        Some(PathBuf::from("/data/c"))
+    );
+    assert!(resolved(cfg(Some("usr")))
+        .unwrap_err()
+        .contains("process.cwd"));
+    assert!(resolved(cfg(Some("/rootonly")))
+        .unwrap_err()
+        .contains("not a directory visible"));
+    let bare = json!({"process": {"commandLine": "true"}});
+    assert_eq!(resolved(bare).unwrap().cwd, Some(PathBuf::from("/")));
+}
+
+#[test]
+fn non_linux_containment_and_foreign_sections_are_refused() {
+    let error =
+        resolved(json!({"containment": "seatbelt", "process": {"commandLine": "x"}})).unwrap_err();
+    assert!(error.contains("not a Linux containment"), "{error}");
+    let error = resolved(json!({"process": {"commandLine": "x"}, "appContainer": {}})).unwrap_err();
+    assert!(
+        error.contains("processContainer") && error.contains("multiple containment backends"),
+        "{error}"
+    );
+    let error = resolved(json!({"containment": "lxc", "process": {"commandLine": "x"}, "lxc": {"distribution": "alpine", "release": "3.20"}})).unwrap_err();
+    assert!(error.contains("--rootfs"), "{error}");
+}
+
+#[test]
+fn fields_linux_cannot_honour_are_refused_not_ignored() {
+    for (field, value) in [
+        ("ui", json!({"disable": false})),
+        ("ui", json!({"clipboard": "all"})),
+        ("lifecycle", json!({"destroyOnExit": false})),
+        ("lifecycle", json!({"preservePolicy": true})),
+        ("fallback", json!({"allowDaclMutation": true})),
+        ("experimental", json!({"test": {}})),
+    ] {
+        let mut cfg = json!({"version": "0.8.0-alpha", "process": {"commandLine": "x"}});
+        cfg[field] = value;
+        assert!(resolved(cfg).is_err(), "{field} accepted");
+    }
+}
+
+#[test]
+fn network_models_resolve_to_one_plan() {
+    let plan = |network: Value, version: &str| {
+        resolved(json!({"version": version, "process": {"commandLine": "x"}, "network": network}))
+            .map(|p| p.network)
+    };
+    assert_eq!(plan(json!({}), "0.8.0").unwrap(), NetworkPlan::Isolated);
+    assert_eq!(
+        plan(json!({}), "0.6.0-alpha").unwrap(),
+        NetworkPlan::Isolated
+    );
+    assert!(matches!(
+        plan(json!({"egress": {"default": "allow"}}), "0.8.0").unwrap(),
+        NetworkPlan::Filtered(_)
+    ));
+    assert!(matches!(
+        plan(json!({"defaultPolicy": "block", "enforcementMode": "firewall", "allowedHosts": ["10.0.0.0/8", "api.example.com"]}), "0.7.0").unwrap(),
+        NetworkPlan::Filtered(f) if f.allow.len() == 1 && f.hostnames.len() == 1
+    ));
+    let error = plan(json!({"allowedHosts": ["10.0.0.1"]}), "0.8.0").unwrap_err();
+    assert!(
+        error.contains("require an enforcement mechanism"),
+        "{error}"
+    );
+    let error = plan(json!({"proxy": {"url": "http://p:3128"}}), "0.7.0").unwrap_err();
+    assert!(error.contains("defaultPolicy 'block'"), "{error}");
+    assert!(matches!(
+        plan(
+            json!({"defaultPolicy": "allow", "proxy": {"url": "http://p:3128"}}),
+            "0.7.0"
+        )
+        .unwrap(),
+        NetworkPlan::ProxyOnly { .. }
+    ));
+    assert!(plan(
+        json!({"proxy": {"builtinTestServer": true}, "defaultPolicy": "allow"}),
+        "0.7.0"
+    )
+    .is_err());
+    assert!(plan(json!({"ingress": {"default": "allow"}}), "0.8.0").is_err());
+    assert!(plan(json!({"allowLocalNetwork": true}), "0.7.0").is_err());
+    let proxy_with_rules = json!({"version": "0.8.0", "process": {"commandLine": "x"}, "runtimeConfig": {"networkProxy": "http://127.0.0.1:8080"}, "network": {"egress": {"allow": [{"ports": [{"port": 443}]}]}}});
+    assert!(resolved(proxy_with_rules)
+        .unwrap_err()
+        .contains("egress.default='deny'"));
+}
+
+#[test]
+fn one_shot_spec_cuts_privileges() {
+    let policy = resolved(with_fs(json!({"readwritePaths": ["/work"]}))).unwrap();
+    let sandbox = one_shot(
+        &policy,
+        &OneShotOptions {
+            container_id: "t1",
+            empty_root: Path::new("/run/mxc/t1/rootfs"),
+            pids_limit: 100,
+            host: &host(),
+        },
+    )
+    .unwrap();
+    let spec = serde_json::to_value(&sandbox.spec).unwrap();
+    assert_eq!(spec["process"]["args"], json!(["/bin/sh", "-c", "true"]));
+    assert_eq!(spec["process"]["noNewPrivileges"], json!(true));
+    for set in [
+        "bounding",
+        "effective",
+        "inheritable",
+        "permitted",
+        "ambient",
+    ] {
+        assert_eq!(spec["process"]["capabilities"][set], json!([]), "{set}");
+    }
+    assert_eq!(
+        spec["linux"]["uidMappings"],
+        json!([{"containerID": 0, "hostID": 1000, "size": 1}])
+    );
+    let namespaces: Vec<&str> = spec["linux"]["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
+    for ns in ["pid", "ipc", "uts", "mount", "user", "network", "cgroup"] {
+        assert!(namespaces.contains(&ns), "{ns}");
+    }
+    assert_eq!(spec["root"]["readonly"], json!(true));
+    assert_eq!(spec["linux"]["resources"]["pids"]["limit"], json!(100));
+    assert!(
+        spec["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    );
+    // Merged /usr: /bin and /lib are symlinks in the root, not extra mounts.
+    assert!(sandbox
+        .skeleton
+        .iter()
+        .any(|e| format!("{e:?}").contains("\"bin\"")));
+    let env = spec["process"]["env"].as_array().unwrap();
+    assert!(
+        env.contains(&json!("PWD=/work"))
+            && env.iter().any(|e| e.as_str().unwrap().starts_with("PATH="))
+    );
+}
+
+#[test]
+fn bundle_mode_rejects_engine_fields_and_host_network() {
+    let target = || Target::Bundle {
+        allowed_host_paths: Some(vec![PathBuf::from("/data")]),
+    };
+    let error = resolved_for(json!({"process": {"commandLine": "x"}}), target()).unwrap_err();
+    assert!(error.contains("engine"), "{error}");
+    let error = resolved_for(with_fs(json!({"readonlyPaths": ["/work"]})), target()).unwrap_err();
+    assert!(
+        error.contains("does not allow this policy to grant"),
+        "{error}"
+    );
+
+    let policy = resolved_for(
+        json!({"filesystem": {"readonlyPaths": ["/data"], "deniedPaths": ["/etc/passwd"]}}),
+        target(),
+    )
+    .unwrap();
+    let engine = json!({
+        "ociVersion": "1.0.2",
+        "process": {"user": {"uid": 1000, "gid": 1000}, "args": ["sh"], "cwd": "/", "env": ["HOME=/root"],
+                    "capabilities": {"bounding": ["CAP_NET_RAW"], "effective": ["CAP_NET_RAW"]}},
+        "root": {"path": "rootfs"},
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
+    });
+    let mut spec = serde_json::from_value(engine.clone()).unwrap();
+    apply_to_bundle(&policy, &mut spec).unwrap();
+    let out = serde_json::to_value(&spec).unwrap();
+    assert_eq!(out["process"]["capabilities"]["bounding"], json!([]));
+    assert!(out["linux"]["maskedPaths"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("/etc/passwd")));
+    assert!(out["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["destination"] == "/data"));
+    assert!(out["process"]["env"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("HOME=/root")));
+
+    let mut host_net = engine.clone();
+    host_net["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
+    let mut spec = serde_json::from_value(host_net).unwrap();
+    assert!(apply_to_bundle(&policy, &mut spec)
+        .unwrap_err()
+        .to_string()
+        .contains("host network"));
+
+    let mut as_root = engine;
+    as_root["process"]["user"] = json!({"uid": 0, "gid": 0});
+    let mut spec = serde_json::from_value(as_root).unwrap();
+    assert!(apply_to_bundle(&policy, &mut spec)
+        .unwrap_err()
+        .to_string()
+        .contains("root"));
+}
