@@ -50,6 +50,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                 .then(|| PathBuf::from(DEFAULT_NODE_CONFIG))
         }),
         default_policy: cli.global.policy.clone(),
+        ..NodeContext::default()
     };
     let engine = Engine::new(&cli.global.root).with_node_context(node);
     match cli.command {
