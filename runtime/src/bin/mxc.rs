@@ -24,12 +24,25 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a config's command in a sandbox that enforces it; exit with the command's status.
+    Run(RunArgs),
     /// Validate a config: exit 0 and print nothing when valid, exit 1 with one error per line.
     Check(CheckArgs),
     /// Print the OCI runtime spec (config.json) a config compiles to.
     Translate(CompileArgs),
     /// Show, for each policy field, what enforces it.
     Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// cgroup limit on the number of processes in the sandbox.
+    #[arg(long, default_value_t = 1024)]
+    pids_limit: i64,
+    /// The MXC config file.
+    file: PathBuf,
 }
 
 #[derive(Args)]
@@ -79,8 +92,22 @@ struct ExplainArgs {
 }
 
 fn main() -> ExitCode {
+    // A sandbox must not be able to overwrite this binary through /proc/<pid>/exe
+    // (CVE-2019-5736): re-execute from a sealed memfd copy first.
+    if let Err(error) = pentacle::ensure_sealed() {
+        eprintln!("mxc: cannot seal the binary: {error}");
+        return ExitCode::from(255);
+    }
     let cli = Cli::parse();
+    // Diagnostics only when asked for (MXC_LOG=debug): stderr belongs to the workload.
+    if let Ok(filter) = std::env::var("MXC_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.command {
+        Command::Run(args) => run(args),
         Command::Check(args) => check(args),
         Command::Translate(args) => translate(args),
         Command::Explain(args) => run_explain(args),
@@ -142,6 +169,18 @@ fn resolve_for_run(
         identity: identity(target.user.as_deref())?,
     };
     Ok(resolve(config, &RealHost, &options))
+}
+
+fn run(args: RunArgs) -> Result<ExitCode> {
+    let request = mxc_runtime::oneshot::RunRequest {
+        config: args.file,
+        rootfs: args.target.rootfs.clone(),
+        identity: identity(args.target.user.as_deref())?,
+        pids_limit: args.pids_limit,
+        state_root: PathBuf::from(mxc_runtime::oneshot::STATE_ROOT),
+    };
+    let code = mxc_runtime::oneshot::run(&request);
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
 fn check(args: CheckArgs) -> Result<ExitCode> {

@@ -114,7 +114,7 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
             "maskedPaths": masked_paths,
             "readonlyPaths": readonly_paths,
             "seccomp": seccomp::profile(),
-            "rootfsPropagation": "rprivate",
+            "rootfsPropagation": "private",
         },
         "annotations": annotations,
     });
