@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs mxc-oci on this machine: the system packages it needs, release builds of `mxc`,
+# `mxc-runtime` and `containerd-shim-mxc-v1` in /usr/local/bin, a node configuration in
+# /etc/mxc, and (when containerd is installed) the `mxc` runtime in containerd's config.
+# Safe to run again; it reports what it changed.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${MXC_PREFIX:-/usr/local}
+etc=${MXC_ETC:-/etc/mxc}
+
+if [ "$(id -u)" -ne 0 ]; then
+  exec sudo -E "$0" "$@"
+fi
+
+say() { printf 'mxc-oci install: %s\n' "$*"; }
+
+packages=(pkg-config libseccomp-dev nftables iproute2 passt)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
+fi
+say "building release binaries (first build takes a few minutes)"
+(cd "$repo" && cargo build --release --quiet --bins)
+
+for bin in mxc mxc-runtime containerd-shim-mxc-v1; do
+  if [ -f "$repo/target/release/$bin" ]; then
+    install -m 0755 "$repo/target/release/$bin" "$prefix/bin/$bin"
+    say "installed $prefix/bin/$bin"
+  fi
+done
+
+install -d -m 0755 "$etc" "$etc/policies"
+if [ ! -f "$etc/config.toml" ]; then
+  install -m 0644 "$repo/deploy/config.toml" "$etc/config.toml"
+  say "wrote $etc/config.toml"
+else
+  say "kept existing $etc/config.toml"
+fi
+for policy in "$repo"/deploy/policies/*.json; do
+  [ -e "$policy" ] || continue
+  target="$etc/policies/$(basename "$policy")"
+  if [ ! -f "$target" ]; then
+    install -m 0644 "$policy" "$target"
+    say "wrote $target"
+  fi
+done
+
+if [ -f "$repo/deploy/containerd-config.sh" ] && command -v containerd >/dev/null 2>&1; then
+  "$repo/deploy/containerd-config.sh"
+fi
+say "done"
