@@ -534,7 +534,7 @@ fn filesystem(
             continue;
         };
         if bundle_allowance.is_none() {
-            delegation(report, entry, &info, options.identity);
+            delegation(report, entry, &resolved.path, &info, host, options.identity);
         }
         grants.push((entry.path.clone(), resolved.path, entry.access));
     }
@@ -568,16 +568,52 @@ fn filesystem(
     steps
 }
 
-/// MXC's delegation check (D3), against the identity the workload runs as.
-fn delegation(report: &mut Report, entry: &Entry, info: &FileInfo, identity: Identity) {
-    let dir = info.kind == FileKind::Directory;
-    let bits = if info.uid == identity.uid {
+/// The permission bits (rwx) that apply to `identity` on a file (ACLs are not consulted).
+fn permission_bits(info: &FileInfo, identity: Identity) -> u32 {
+    if info.uid == identity.uid {
         (info.mode >> 6) & 7
     } else if info.gid == identity.gid {
         (info.mode >> 3) & 7
     } else {
         info.mode & 7
-    };
+    }
+}
+
+/// MXC's delegation check (D3), against the identity the workload runs as. The runtime opens
+/// grant sources as that identity, so every parent directory must be searchable too.
+fn delegation(
+    report: &mut Report,
+    entry: &Entry,
+    real: &Path,
+    info: &FileInfo,
+    host: &dyn HostFacts,
+    identity: Identity,
+) {
+    for parent in real.ancestors().skip(1) {
+        let Ok(parent_info) = host.symlink_metadata(parent) else {
+            continue;
+        };
+        if permission_bits(&parent_info, identity) & 1 == 0 {
+            report.reject(
+                &entry.origin,
+                &entry.written,
+                format!(
+                    "its parent directory {} is not searchable by the sandbox identity {}:{} \
+                     (owner {}:{}, mode {:04o}); allow that identity to traverse it (chmod o+x) \
+                     or run as another user (--user)",
+                    parent.display(),
+                    identity.uid,
+                    identity.gid,
+                    parent_info.uid,
+                    parent_info.gid,
+                    parent_info.mode
+                ),
+            );
+            return;
+        }
+    }
+    let dir = info.kind == FileKind::Directory;
+    let bits = permission_bits(info, identity);
     let need_write = entry.access == Access::ReadWrite;
     let readable = bits & 4 != 0 && (!dir || bits & 1 != 0);
     let writable = bits & 2 != 0;

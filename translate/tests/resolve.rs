@@ -30,6 +30,7 @@ fn host() -> FakeHost {
         .dir_owned("/data", 0o755, 1000, 1000)
         .dir_owned("/data/c", 0o755, 1000, 1000)
         .dir_owned("/rootonly", 0o700, 0, 0)
+        .dir_owned("/rootonly/open", 0o777, 1000, 1000)
         .hard_linked_file("/work/hard", 2)
 }
 
@@ -195,6 +196,11 @@ fn grants_are_checked_against_the_sandbox_identity() {
     assert!(
         error.contains("filesystem.readonlyPaths[0] = \"/rootonly\"")
             && error.contains("1000:1000"),
+        "{error}"
+    );
+    let error = resolved(with_fs(json!({"readwritePaths": ["/rootonly/open"]}))).unwrap_err();
+    assert!(
+        error.contains("parent directory /rootonly is not searchable"),
         "{error}"
     );
 }
