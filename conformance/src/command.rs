@@ -1,10 +1,9 @@
 //! Running a command of the host with a time limit and its output captured.
 
 use std::fmt;
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -62,34 +61,38 @@ pub fn describe(cmd: &Command) -> String {
 
 /// Runs `cmd` with stdin closed, stdout and stderr captured, and kills it if it has not
 /// finished after `limit` (a hung daemon fails a test instead of stalling the run).
+///
+/// Output goes to unnamed temporary files rather than pipes: a process the command leaves
+/// running (a created or detached container) keeps its copy of the descriptors without
+/// making this wait for it.
 pub fn run(cmd: &mut Command, limit: Duration) -> Result<Output> {
     let command = describe(cmd);
+    let stdout = tempfile::tempfile().context("creating a file for stdout")?;
+    let stderr = tempfile::tempfile().context("creating a file for stderr")?;
     let mut child = cmd
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout.try_clone()?)
+        .stderr(stderr.try_clone()?)
         .spawn()
         .with_context(|| format!("starting `{command}`"))?;
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let status = match wait_until(&mut child, limit)? {
-        Some(status) => status,
+    let status = wait_until(&mut child, limit)?;
+    let stdout = read_all(stdout);
+    let stderr = read_all(stderr);
+    match status {
+        Some(status) => Ok(Output {
+            command,
+            status,
+            stdout,
+            stderr,
+        }),
         None => {
             let _ = child.kill();
             let _ = child.wait();
-            let stdout = stdout.finish();
-            let stderr = stderr.finish();
             bail!(
                 "`{command}` did not finish within {limit:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
-            );
+            )
         }
-    };
-    Ok(Output {
-        command,
-        status,
-        stdout: stdout.finish(),
-        stderr: stderr.finish(),
-    })
+    }
 }
 
 /// Like [`run`], but an exit status other than 0 is an error.
@@ -97,46 +100,11 @@ pub fn run_ok(cmd: &mut Command, limit: Duration) -> Result<Output> {
     run(cmd, limit)?.ok()
 }
 
-/// A pipe being read to its end on a thread of its own.
-struct Drain {
-    text: Arc<Mutex<Vec<u8>>>,
-    done: mpsc::Receiver<()>,
-}
-
-impl Drain {
-    /// Everything read so far once the pipe has closed. A process that the command left
-    /// running (a detached container, say) may hold the pipe open for ever: after a short
-    /// wait, what has arrived is what counts.
-    fn finish(self) -> String {
-        let _ = self.done.recv_timeout(Duration::from_secs(2));
-        let text = self
-            .text
-            .lock()
-            .map(|text| text.clone())
-            .unwrap_or_default();
-        String::from_utf8_lossy(&text).into_owned()
-    }
-}
-
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> Drain {
-    let text = Arc::new(Mutex::new(Vec::new()));
-    let (done_tx, done) = mpsc::channel();
-    let sink = Arc::clone(&text);
-    thread::spawn(move || {
-        if let Some(mut pipe) = pipe {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(mut text) = sink.lock() {
-                    text.extend_from_slice(&chunk[..n]);
-                }
-            }
-        }
-        let _ = done_tx.send(());
-    });
-    Drain { text, done }
+fn read_all(mut file: File) -> String {
+    let mut text = Vec::new();
+    let _ = file.seek(SeekFrom::Start(0));
+    let _ = file.read_to_end(&mut text);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// Waits for `child` at most `limit`; `None` if it is still running then.
@@ -188,6 +156,16 @@ mod tests {
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.code(), Some(3));
         assert!(out.ok().is_err());
+    }
+
+    #[test]
+    fn does_not_wait_for_what_the_command_left_running() {
+        let out = run(
+            Command::new("sh").args(["-c", "echo parent; (sleep 3; echo late) & exit 0"]),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.stdout, "parent\n");
     }
 
     #[test]

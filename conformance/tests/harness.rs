@@ -102,6 +102,10 @@ fn containerd_runs_busybox_with_the_runc_shim() -> Result<()> {
     ])?;
     assert_eq!(out.code(), Some(7), "{out}");
 
+    assert!(
+        runc_root.join("default").is_dir(),
+        "ctr's runc used the private root"
+    );
     let listed = containerd.ctr(&["containers", "ls", "-q"])?.ok()?;
     assert_eq!(
         listed.stdout.trim(),
@@ -138,6 +142,24 @@ fn cri_runs_a_host_network_pod_with_handler_runc() -> Result<()> {
     let main = cri.create_container(&pod, &config, &pod_config)?;
     leaks.container(&main);
     cri.start_container(&main)?;
+    // What the leak check looks for is there while the pod runs.
+    assert!(
+        !leaks::cgroups_named(&main).is_empty(),
+        "a cgroup named after {main}"
+    );
+    assert!(!leaks::mounts_under(containerd.dir()).is_empty());
+    assert!(containerd
+        .runc_root()
+        .join(CRI_NAMESPACE)
+        .join(&main)
+        .is_dir());
+    let running = leaks.leaks();
+    assert!(
+        running
+            .iter()
+            .any(|l| matches!(l, leaks::Leak::Process(p) if p.contains("sleep 600"))),
+        "{running:?}"
+    );
 
     let exec = cri.exec_sync(
         &main,
@@ -299,6 +321,10 @@ fn dockerd_runs_busybox_with_runc() -> Result<()> {
     );
     leaks.container(std::fs::read_to_string(&cidfile)?.trim());
 
+    assert!(
+        docker.runtime_root("runc").join("moby").is_dir(),
+        "runc's root under the exec root"
+    );
     let ps = docker.docker(&["ps", "-aq"])?.ok()?;
     assert_eq!(ps.stdout.trim(), "");
     leaks.assert_clean()?;
@@ -405,5 +431,78 @@ fn test_hosts_talk_tcp_and_udp_over_ipv4_and_ipv6() -> Result<()> {
     for name in &names {
         assert!(!after.contains(name), "{name} left behind");
     }
+    Ok(())
+}
+
+#[test]
+fn leak_check_sees_a_container_left_behind() -> Result<()> {
+    let runtime = OciRuntime::runc()?;
+    let bundle = Bundle::new(&["sleep", "600"])?;
+    let id = unique_name("left");
+    let mut leaks = LeakCheck::snapshot();
+    leaks
+        .watch_dir(bundle.path())
+        .container(&id)
+        .runtime_root(runtime.root());
+
+    let bundle_arg = bundle.path().to_string_lossy().into_owned();
+    runtime
+        .run(&["create", "--bundle", &bundle_arg, &id])?
+        .ok()?;
+    let found = leaks.leaks();
+    let kinds = |f: fn(&leaks::Leak) -> bool| found.iter().any(f);
+    assert!(kinds(|l| matches!(l, leaks::Leak::Process(_))), "{found:?}");
+    assert!(kinds(|l| matches!(l, leaks::Leak::Cgroup(_))), "{found:?}");
+    assert!(
+        kinds(|l| matches!(l, leaks::Leak::RuntimeState(_))),
+        "{found:?}"
+    );
+    // runc mounts only inside the container's mount namespace: nothing shows on the host.
+
+    runtime.run(&["delete", "--force", &id])?.ok()?;
+    leaks.assert_clean()?;
+    Ok(())
+}
+
+#[test]
+fn dropping_containerd_removes_what_its_containers_left() -> Result<()> {
+    let containerd = Containerd::start()?;
+    let dir = containerd.dir().to_path_buf();
+    let id = unique_name("orphan");
+    let runc_root = containerd.runc_root().to_string_lossy().into_owned();
+    containerd
+        .ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            RUNC_RUNTIME_TYPE,
+            "--runc-root",
+            &runc_root,
+            BUSYBOX_REF,
+            &id,
+            "sleep",
+            "600",
+        ])?
+        .ok()?;
+    let shims = containerd.shim_pids();
+    assert_eq!(shims.len(), 1, "one shim for one container");
+    assert!(!leaks::mounts_under(&dir).is_empty());
+
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id);
+    drop(containerd);
+
+    assert!(!dir.exists(), "{} removed", dir.display());
+    assert!(leaks::mounts_under(&dir).is_empty());
+    for shim in shims {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{shim}/cmdline")).exists() || {
+                let stat =
+                    std::fs::read_to_string(format!("/proc/{shim}/stat")).unwrap_or_default();
+                stat.contains(") Z")
+            }
+        );
+    }
+    leaks.assert_clean()?;
     Ok(())
 }
