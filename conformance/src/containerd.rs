@@ -15,7 +15,7 @@ use tempfile::TempDir;
 
 use crate::bins;
 use crate::command::{poll, run, Output};
-use crate::images::{Images, PAUSE_REF};
+use crate::images::{Images, BUSYBOX_REF, PAUSE_REF};
 use crate::leaks::mounts_under;
 use crate::netns::Subnet;
 use crate::processes;
@@ -205,6 +205,27 @@ impl Containerd {
             .env_remove("CONTAINERD_ADDRESS")
             .env_remove("CONTAINERD_NAMESPACE");
         run(&mut cmd, CTR_LIMIT)
+    }
+
+    /// `ctr run --rm --runtime RUNTIME_TYPE [EXTRA...] busybox ID COMMAND...` in namespace
+    /// `default`: the container's output and exit status. For the runc shim, runc's state goes
+    /// to [`Containerd::runc_root`].
+    pub fn run_container(
+        &self,
+        runtime_type: &str,
+        id: &str,
+        extra: &[&str],
+        command: &[&str],
+    ) -> Result<Output> {
+        let runc_root = self.runc_root().to_string_lossy().into_owned();
+        let mut args = vec!["run", "--rm", "--runtime", runtime_type];
+        if runtime_type == RUNC_RUNTIME_TYPE {
+            args.extend(["--runc-root", &runc_root]);
+        }
+        args.extend(extra);
+        args.extend([BUSYBOX_REF, id]);
+        args.extend(command);
+        self.ctr(&args)
     }
 
     /// Imports a Docker or OCI archive into `namespace`, unpacked for the default snapshotter.

@@ -4,6 +4,42 @@
 //!
 //! The integration tests in `conformance/tests/` are the users of this library; `test.sh`
 //! builds the workspace's binaries first and points `MXC_BIN_DIR` at them.
+//!
+//! | module | what it is |
+//! |---|---|
+//! | [`bins`] | where `mxc`, `mxc-runtime`, `containerd-shim-mxc-v1` and the host's tools are |
+//! | [`images`] | the busybox and pause images, built once per cache key under a file lock |
+//! | [`bundle`] | a plain OCI bundle (busybox rootfs, `runc spec` defaults) |
+//! | [`oci_runtime`] | a runc-compatible binary with a private `--root` |
+//! | [`containerd`] | a private containerd with the `mxc` runtime and the CRI plugin |
+//! | [`cri`] | a blocking CRI v1 client on that containerd |
+//! | [`docker`] | a private dockerd (on its own private containerd) with the `mxc` runtime |
+//! | [`netns`] | test hosts in network namespaces, veth pairs, bounded TCP/UDP servers |
+//! | [`leaks`] | what a scenario must not leave: processes, mounts, cgroups, netns, state |
+//! | [`command`] | running a host command with a time limit |
+//! | [`processes`] | the process table, and stopping only what the harness started |
+//!
+//! A scenario reads:
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use mxc_conformance::containerd::{Containerd, MXC_RUNTIME_TYPE};
+//! use mxc_conformance::leaks::LeakCheck;
+//!
+//! let containerd = Containerd::start()?; // busybox and pause imported
+//! let mut leaks = LeakCheck::snapshot();
+//! leaks.watch_dir(containerd.dir());
+//! let id = mxc_conformance::unique_name("hello");
+//! leaks.container(&id);
+//! let out = containerd.run_container(MXC_RUNTIME_TYPE, &id, &[], &["echo", "hi"])?;
+//! assert_eq!(out.stdout, "hi\n", "{out}");
+//! leaks.assert_clean()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Leak checks follow parent chains from the test process, so they expect one test per
+//! process: run the suites with nextest (`conformance/test.sh`), not `cargo test`.
 
 pub mod bins;
 pub mod bundle;

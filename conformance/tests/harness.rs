@@ -87,19 +87,7 @@ fn containerd_runs_busybox_with_the_runc_shim() -> Result<()> {
     // The container's exit status is ctr's.
     let id = unique_name("ctr");
     leaks.container(&id);
-    let out = containerd.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        RUNC_RUNTIME_TYPE,
-        "--runc-root",
-        &runc_root_arg,
-        BUSYBOX_REF,
-        &id,
-        "sh",
-        "-c",
-        "exit 7",
-    ])?;
+    let out = containerd.run_container(RUNC_RUNTIME_TYPE, &id, &[], &["sh", "-c", "exit 7"])?;
     assert_eq!(out.code(), Some(7), "{out}");
 
     assert!(
