@@ -1,0 +1,634 @@
+//! `mxc run` for real: MXC's result contract, and the escape battery. Each test tries to break a
+//! guarantee from inside the sandbox and checks that it fails the way the policy says, then that
+//! nothing the run set up remains.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use mxc_conformance::bins;
+use mxc_conformance::command::{run, Output};
+use mxc_conformance::leaks::LeakCheck;
+use mxc_conformance::unique_name;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// `mxc run`'s state lives here; nothing may remain below it after a run.
+const STATE_ROOT: &str = "/run/mxc";
+const LIMIT: Duration = Duration::from_secs(60);
+const NOBODY: u32 = 65534;
+
+/// A directory tree for grants, reachable by the sandbox identity.
+struct Scratch {
+    dir: TempDir,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let dir = tempfile::Builder::new().prefix("mxc-oneshot-").tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        Ok(Scratch { dir })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn s(&self, rel: &str) -> String {
+        self.path(rel).display().to_string()
+    }
+
+    /// A directory owned by the sandbox identity (a writable grant).
+    fn owned_dir(&self, rel: &str) -> Result<PathBuf> {
+        let path = self.path(rel);
+        std::fs::create_dir_all(&path)?;
+        std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY))?;
+        Ok(path)
+    }
+
+    /// A root-owned directory, world-readable (a read-only grant).
+    fn root_dir(&self, rel: &str) -> Result<PathBuf> {
+        let path = self.path(rel);
+        std::fs::create_dir_all(&path)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(path)
+    }
+
+    fn file(&self, rel: &str, content: &str, mode: u32) -> Result<PathBuf> {
+        let path = self.path(rel);
+        std::fs::write(&path, content)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        Ok(path)
+    }
+}
+
+/// One `mxc run` of `config` (written to a file), with a leak check around it.
+struct Run {
+    output: Output,
+}
+
+impl Run {
+    fn stdout(&self) -> &str {
+        &self.output.stdout
+    }
+    fn stderr(&self) -> &str {
+        &self.output.stderr
+    }
+    fn code(&self) -> Option<i32> {
+        self.output.code()
+    }
+}
+
+fn mxc_run(config: Value, extra: &[&str]) -> Result<Run> {
+    let mut config = config;
+    let id = unique_name("oneshot");
+    if config.get("containerId").is_none() {
+        config["containerId"] = json!(id);
+    }
+    let id = config["containerId"].as_str().unwrap().to_string();
+    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+    std::fs::write(file.path(), serde_json::to_vec_pretty(&config)?)?;
+
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).watch_dir(STATE_ROOT);
+    let mut cmd = Command::new(bins::mxc()?);
+    cmd.arg("run").args(extra).arg(file.path());
+    let output = run(&mut cmd, LIMIT)?;
+    leaks.assert_clean()?;
+    ensure!(
+        !Path::new(STATE_ROOT).join("bundles").join(&id).exists(),
+        "bundle of {id} left behind"
+    );
+    ensure!(
+        !Path::new(STATE_ROOT).join("state/:mxc").join(&id).exists()
+            && !Path::new(STATE_ROOT).join("state").join(&id).exists(),
+        "state of {id} left behind"
+    );
+    Ok(Run { output })
+}
+
+fn shell(command: &str) -> Value {
+    json!({"version": "0.8.0-alpha", "process": {"commandLine": command}})
+}
+
+fn shell_with_fs(command: &str, filesystem: Value) -> Value {
+    json!({"version": "0.8.0-alpha", "process": {"commandLine": command}, "filesystem": filesystem})
+}
+
+// ---------------------------------------------------------------------------------------------
+// MXC's result contract.
+
+#[test]
+fn exit_status_and_output_pass_through() -> Result<()> {
+    let run = mxc_run(shell("echo out; echo err >&2; exit 7"), &[])?;
+    assert_eq!(run.code(), Some(7));
+    assert_eq!(run.stdout(), "out\n");
+    assert_eq!(run.stderr(), "err\n");
+    // The shell reports a child killed by a signal as 128+n, and that is the run's status.
+    let run = mxc_run(shell("sh -c 'kill -9 $$'"), &[])?;
+    assert_eq!(run.code(), Some(137), "a signal is reported as 128+n");
+    Ok(())
+}
+
+#[test]
+fn command_line_is_shell_source() -> Result<()> {
+    let run = mxc_run(
+        shell("set -e; X=\"a b\"; for w in $X; do printf '[%s]' \"$w\"; done; echo; echo $((6*7)) | cat"),
+        &[],
+    )?;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert_eq!(run.stdout(), "[a][b]\n42\n");
+    Ok(())
+}
+
+#[test]
+fn environment_is_exactly_the_configs() -> Result<()> {
+    std::env::set_var("MXC_TEST_LEAK", "from-the-caller");
+    let config = json!({"version": "0.8.0-alpha", "process": {"commandLine": "env | sort", "env": ["A=1=2", "B=x", "B=y"]}});
+    let run = mxc_run(config, &[])?;
+    assert_eq!(run.code(), Some(0), "{}", run.stderr());
+    assert!(
+        run.stdout().contains("A=1=2\n") && run.stdout().contains("B=y\n"),
+        "{}",
+        run.stdout()
+    );
+    assert!(
+        !run.stdout().contains("MXC_TEST_LEAK"),
+        "the caller's environment leaked"
+    );
+    Ok(())
+}
+
+#[test]
+fn timeout_kills_every_process_and_exits_255() -> Result<()> {
+    let marker = unique_name("orphan-sleeper");
+    let config = json!({"version": "0.8.0-alpha", "process": {
+        "commandLine": format!("(exec -a {marker} sleep 300) & sleep 300 & echo started; wait"),
+        "timeout": 700
+    }});
+    let run = mxc_run(config, &[])?;
+    assert_eq!(run.code(), Some(255));
+    assert_eq!(
+        run.stdout(),
+        "started\n",
+        "output before the deadline is delivered"
+    );
+    assert!(
+        run.stderr().contains("script timed out after 700ms"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains(
+        r#"{"error":{"code":"backend_error","message":"script timed out after 700ms"}}"#
+    ));
+    let ps = run_ps()?;
+    assert!(
+        !ps.contains(&marker),
+        "a sandbox process survived the timeout"
+    );
+    Ok(())
+}
+
+fn run_ps() -> Result<String> {
+    Ok(run(Command::new("ps").args(["-eo", "args"]), LIMIT)?.stdout)
+}
+
+#[test]
+fn rejected_configs_exit_1_with_mxcs_message_and_leave_nothing() -> Result<()> {
+    let run = mxc_run(
+        json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "filesystem": {"deniedPathz": []}}),
+        &[],
+    )?;
+    assert_eq!(run.code(), Some(1));
+    let mut lines = run.stderr().lines();
+    assert_eq!(lines.next(), Some("Request error"));
+    let line = lines.next().context("a parse error line")?;
+    assert!(
+        line.starts_with("Configuration parse error: ") && line.contains("filesystem.deniedPathz"),
+        "{line}"
+    );
+
+    let run = mxc_run(
+        json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "phase": "exec", "sandboxId": "x:1"}),
+        &[],
+    )?;
+    assert_eq!(run.code(), Some(1));
+    assert!(run
+        .stderr()
+        .contains("'phase' is only valid on state-aware lifecycle requests"));
+    Ok(())
+}
+
+#[test]
+fn setup_failures_exit_255_with_the_envelope_and_leave_nothing() -> Result<()> {
+    // A root filesystem without /bin/sh: the sandbox cannot start.
+    let scratch = Scratch::new()?;
+    let rootfs = scratch.root_dir("empty-rootfs")?;
+    let run = mxc_run(shell("true"), &["--rootfs", rootfs.to_str().unwrap()])?;
+    assert_eq!(run.code(), Some(255), "{}", run.stderr());
+    assert!(
+        run.stderr().contains(r#""code":"backend_error""#),
+        "{}",
+        run.stderr()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_signal_to_mxc_run_removes_the_sandbox() -> Result<()> {
+    let id = unique_name("interrupted");
+    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+    let config = json!({"version": "0.8.0-alpha", "containerId": id, "process": {"commandLine": "echo up; sleep 300"}});
+    std::fs::write(file.path(), config.to_string())?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).watch_dir(STATE_ROOT);
+    let mut child = Command::new(bins::mxc()?)
+        .arg("run")
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut first = [0u8; 3];
+    std::io::Read::read_exact(&mut stdout, &mut first)?;
+    assert_eq!(&first, b"up\n");
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status =
+        mxc_conformance::command::wait_until(&mut child, LIMIT)?.context("mxc run did not stop")?;
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM));
+    leaks.assert_clean()?;
+    assert!(!Path::new(STATE_ROOT).join("bundles").join(&id).exists());
+    Ok(())
+}
+
+#[test]
+fn egress_is_refused_until_enforced() -> Result<()> {
+    let config = json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "network": {"egress": {"default": "allow"}}});
+    let run = mxc_run(config, &[])?;
+    assert_eq!(run.code(), Some(255));
+    assert!(
+        run.stderr().contains("not yet enforced"),
+        "{}",
+        run.stderr()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The escape battery.
+
+#[test]
+fn ungranted_host_paths_are_invisible() -> Result<()> {
+    let scratch = Scratch::new()?;
+    scratch.file("secret", "host secret", 0o644)?;
+    let command = format!(
+        "cat {} ; ls /home /root /var/lib /opt /usr/local /run/user 2>&1; ls /",
+        scratch.s("secret")
+    );
+    let run = mxc_run(shell(&command), &[])?;
+    assert!(!run.stdout().contains("host secret"));
+    assert!(run.stderr().contains("No such file"), "{}", run.stderr());
+    for hidden in [
+        "/home",
+        "/root",
+        "/var/lib",
+        "/opt",
+        "/usr/local",
+        "/run/user",
+    ] {
+        assert!(
+            run.stdout()
+                .contains(&format!("ls: {hidden}: No such file"))
+                || run
+                    .stdout()
+                    .contains(&format!("ls: cannot access '{hidden}': No such file")),
+            "{hidden} is visible: {}",
+            run.stdout()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn read_only_grants_cannot_be_written_even_below_sub_mounts() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let ro = scratch.owned_dir("ro")?;
+    scratch.file("ro/data", "data\n", 0o666)?;
+    // A writable mount below the grant on the host: `rro` must make it read-only inside too.
+    let sub = scratch.owned_dir("ro/sub")?;
+    run(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "mode=0777", "tmpfs"])
+            .arg(&sub),
+        LIMIT,
+    )?
+    .ok()?;
+    let command = format!(
+        "cat {d}/data; echo x > {d}/data; echo rc=$?; touch {d}/new; echo rc=$?; rm {d}/data; echo rc=$?; \
+         touch {d}/sub/new; echo rc=$?",
+        d = ro.display()
+    );
+    let result = mxc_run(shell_with_fs(&command, json!({"readonlyPaths": [ro]})), &[]);
+    let _ = run(Command::new("umount").arg(&sub), LIMIT);
+    let run = result?;
+    assert!(run.stdout().starts_with("data\n"), "{}", run.stdout());
+    assert_eq!(run.stdout().matches("rc=").count(), 4, "{}", run.stdout());
+    assert_eq!(
+        run.stdout().matches("rc=0").count(),
+        0,
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("Read-only file system"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(scratch.path("ro/data"))?, "data\n");
+    assert!(!scratch.path("ro/sub/new").exists());
+    Ok(())
+}
+
+#[test]
+fn writable_grants_write_through_to_the_host() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let rw = scratch.owned_dir("rw")?;
+    let command = format!(
+        "echo written > {}/out; cat {}/out",
+        rw.display(),
+        rw.display()
+    );
+    let run = mxc_run(
+        shell_with_fs(&command, json!({"readwritePaths": [rw]})),
+        &[],
+    )?;
+    assert_eq!(run.stdout(), "written\n", "{}", run.stderr());
+    let out = scratch.path("rw/out");
+    assert_eq!(std::fs::read_to_string(&out)?, "written\n");
+    assert_eq!(
+        std::fs::metadata(&out)?.uid(),
+        NOBODY,
+        "files are created as the sandbox identity, never as root"
+    );
+    Ok(())
+}
+
+#[test]
+fn denied_files_and_directories_cannot_be_opened_or_listed() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let rw = scratch.owned_dir("ws")?;
+    scratch.file("ws/token", "TOKEN", 0o644)?;
+    scratch.owned_dir("ws/private")?;
+    scratch.file("ws/private/key", "KEY", 0o644)?;
+    let command = format!(
+        "cat {d}/token; echo rc=$?; echo x > {d}/token; echo rc=$?; ls {d}/private; echo rc=$?; \
+         cat {d}/private/key; echo rc=$?; touch {d}/private/new; echo rc=$?; ls {d}",
+        d = rw.display()
+    );
+    let fs = json!({"readwritePaths": [rw], "deniedPaths": [scratch.s("ws/token"), scratch.s("ws/private")]});
+    let run = mxc_run(shell_with_fs(&command, fs), &[])?;
+    assert!(!run.stdout().contains("TOKEN") && !run.stdout().contains("KEY"));
+    assert_eq!(
+        run.stdout().matches("rc=0").count(),
+        0,
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains("Permission denied"),
+        "{}",
+        run.stderr()
+    );
+    // The names stay visible in their parent.
+    assert!(
+        run.stdout().contains("token") && run.stdout().contains("private"),
+        "{}",
+        run.stdout()
+    );
+    assert_eq!(std::fs::read_to_string(scratch.path("ws/token"))?, "TOKEN");
+    assert!(!scratch.path("ws/private/new").exists());
+    Ok(())
+}
+
+#[test]
+fn symlinks_do_not_escape_grants_or_denials() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let rw = scratch.owned_dir("ws")?;
+    scratch.file("outside", "OUTSIDE", 0o644)?;
+    scratch.file("ws/secret", "SECRET", 0o644)?;
+    std::os::unix::fs::symlink(scratch.path("outside"), scratch.path("ws/to-outside"))?;
+    std::os::unix::fs::symlink(scratch.path("ws/secret"), scratch.path("ws/to-secret"))?;
+    let command = format!(
+        "cat {d}/to-outside; cat {d}/to-secret; cat {d}/secret; ln -s /etc/shadow {d}/made; cat {d}/made; \
+         ln -s {o} {d}/made2; cat {d}/made2",
+        d = rw.display(),
+        o = scratch.s("outside")
+    );
+    // The denial names the link; its target is what gets masked.
+    let fs = json!({"readwritePaths": [rw], "deniedPaths": [scratch.s("ws/to-secret")]});
+    let run = mxc_run(shell_with_fs(&command, fs), &[])?;
+    assert!(!run.stdout().contains("OUTSIDE"), "{}", run.stdout());
+    assert!(!run.stdout().contains("SECRET"), "{}", run.stdout());
+    assert!(!run.stdout().contains("root:"), "{}", run.stdout());
+    Ok(())
+}
+
+#[test]
+fn host_secrets_in_the_baseline_stay_unreadable() -> Result<()> {
+    let run = mxc_run(
+        shell("cat /etc/shadow; echo rc=$?; cat /etc/gshadow; echo rc=$?; ls /root; id"),
+        &[],
+    )?;
+    assert!(!run.stdout().contains("root:"), "{}", run.stdout());
+    assert_eq!(run.stdout().matches("rc=1").count(), 2, "{}", run.stdout());
+    // uid 0 inside is the unprivileged host identity.
+    assert!(run.stdout().contains("uid=0"), "{}", run.stdout());
+    Ok(())
+}
+
+#[test]
+fn no_capability_can_be_held_or_gained() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let rw = scratch.owned_dir("ws")?;
+    let command = format!(
+        "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status; grep NoNewPrivs /proc/self/status; \
+         chown 1:1 {d}; echo chown=$?; mknod {d}/dev c 1 3; echo mknod=$?; \
+         hostname evil; echo hostname=$?; ip link add dummy0 type dummy; echo iplink=$?",
+        d = rw.display()
+    );
+    let run = mxc_run(
+        shell_with_fs(&command, json!({"readwritePaths": [rw]})),
+        &[],
+    )?;
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            run.stdout().contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {}",
+            run.stdout()
+        );
+    }
+    assert!(run.stdout().contains("NoNewPrivs:\t1"));
+    for op in ["chown", "mknod", "hostname", "iplink"] {
+        assert!(
+            !run.stdout().contains(&format!("{op}=0")),
+            "{op} succeeded: {}",
+            run.stdout()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn setuid_binaries_do_not_elevate() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let dir = scratch.root_dir("suid")?;
+    let id = dir.join("id");
+    std::fs::copy("/usr/bin/id", &id)?;
+    std::os::unix::fs::chown(&id, Some(0), Some(0))?;
+    std::fs::set_permissions(&id, std::fs::Permissions::from_mode(0o4755))?;
+    ensure!(
+        std::fs::metadata(&id)?.mode() & 0o4000 != 0,
+        "precondition: a setuid-root binary"
+    );
+    let command = format!("{} -u; grep -E '^Uid' /proc/self/status", id.display());
+    let run = mxc_run(
+        shell_with_fs(&command, json!({"readonlyPaths": [dir]})),
+        &[],
+    )?;
+    // Elevated to host root, the id would show as the overflow id (65534) inside the namespace.
+    assert_eq!(
+        run.stdout().lines().next(),
+        Some("0"),
+        "{}\n{}",
+        run.stdout(),
+        run.stderr()
+    );
+    Ok(())
+}
+
+#[test]
+fn mounts_namespaces_and_module_loading_are_refused() -> Result<()> {
+    let command =
+        "mount -t tmpfs none /tmp; echo mount=$?; unshare -U true; echo unshare_user=$?; \
+                   unshare -r true; echo unshare_root=$?; unshare -n true; echo unshare_net=$?; \
+                   modprobe dummy; echo modprobe=$?; insmod /nonexistent.ko; echo insmod=$?";
+    let run = mxc_run(shell(command), &[])?;
+    for op in [
+        "mount",
+        "unshare_user",
+        "unshare_root",
+        "unshare_net",
+        "modprobe",
+        "insmod",
+    ] {
+        assert!(
+            run.stdout().contains(&format!("{op}=")),
+            "{op} did not run: {}",
+            run.stdout()
+        );
+        assert!(
+            !run.stdout().contains(&format!("{op}=0")),
+            "{op} succeeded: {}\n{}",
+            run.stdout(),
+            run.stderr()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn host_processes_are_invisible_and_unsignalable() -> Result<()> {
+    let mut sleeper = Command::new("sleep").arg("300").spawn()?;
+    let pid = sleeper.id();
+    let command = format!(
+        "ls -d /proc/[0-9]* | wc -l; ls /proc/{pid} 2>&1; kill -9 {pid}; echo kill=$?; kill -9 1; echo kill1=$?"
+    );
+    let run = mxc_run(shell(&command), &[]);
+    let alive = sleeper.try_wait()?.is_none();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let run = run?;
+    assert!(alive, "a host process was killed from inside the sandbox");
+    let visible: usize = run
+        .stdout()
+        .lines()
+        .next()
+        .context("count")?
+        .trim()
+        .parse()?;
+    assert!(
+        visible < 10,
+        "{visible} processes visible: {}",
+        run.stdout()
+    );
+    assert!(run.stdout().contains("No such file"), "{}", run.stdout());
+    assert!(!run.stdout().contains("kill=0"), "{}", run.stdout());
+    Ok(())
+}
+
+#[test]
+fn kernel_tunables_are_read_only() -> Result<()> {
+    let command = "echo 1 > /proc/sys/kernel/sysrq; echo sysctl=$?; echo c > /proc/sysrq-trigger; \
+                   echo sysrq=$?; ls /sys 2>&1 | head -1; echo x > /sys/kernel/uevent_helper; echo sys=$?; \
+                   cat /proc/kcore | head -c 1 | wc -c";
+    let run = mxc_run(shell(command), &[])?;
+    for op in ["sysctl", "sysrq", "sys"] {
+        assert!(
+            !run.stdout().contains(&format!("{op}=0")),
+            "{op} succeeded: {}",
+            run.stdout()
+        );
+    }
+    assert!(
+        run.stdout().trim_end().ends_with('0'),
+        "/proc/kcore readable: {}",
+        run.stdout()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_pids_limit() -> Result<()> {
+    // perl-base is essential on Debian, so perl is in every host baseline; it reports how many
+    // forks succeeded instead of dying at the first failure as a shell does.
+    let command =
+        "perl -e '$| = 1; my $n = 0; for (1..200) { my $p = fork(); last unless defined $p; \
+                   if ($p == 0) { sleep 30; exit 0 } $n++ } print \"$n\\n\"'";
+    let config =
+        json!({"version": "0.8.0-alpha", "process": {"commandLine": command, "timeout": 20000}});
+    let run = mxc_run(config, &["--pids-limit", "40"])?;
+    let forks: usize = run
+        .stdout()
+        .trim()
+        .parse()
+        .with_context(|| format!("{}{}", run.stdout(), run.stderr()))?;
+    assert!(forks < 40, "{forks} forks succeeded under a limit of 40");
+    assert!(forks >= 30, "the limit was not the reason: {forks} forks");
+    Ok(())
+}
+
+#[test]
+fn network_is_loopback_only() -> Result<()> {
+    let command = "ip -o link | wc -l; ip route | wc -l; (echo > /dev/tcp/127.0.0.1/1) 2>&1; \
+                   nc -w 1 198.18.0.1 80 </dev/null; echo nc=$?";
+    let run = mxc_run(shell(command), &[])?;
+    let mut lines = run.stdout().lines();
+    assert_eq!(
+        lines.next().map(str::trim),
+        Some("1"),
+        "only lo: {}",
+        run.stdout()
+    );
+    assert_eq!(
+        lines.next().map(str::trim),
+        Some("0"),
+        "no routes: {}",
+        run.stdout()
+    );
+    assert!(!run.stdout().contains("nc=0"));
+    Ok(())
+}
