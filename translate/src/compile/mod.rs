@@ -5,6 +5,7 @@
 //! the policy's mounts with the same function and cut privileges the same way.
 
 mod bundle;
+pub mod nftables;
 mod oneshot;
 pub mod seccomp;
 

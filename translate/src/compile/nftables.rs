@@ -1,0 +1,299 @@
+//! The nftables ruleset that enforces a network plan inside the sandbox's own network
+//! namespace: one `inet` table, so IPv4 and IPv6 share every verdict; deny rules, then allow
+//! rules, then the default; host addresses dropped before any of them unless host loopback is
+//! allowed; inbound limited to replies. Denials are logged to NFLOG group [`AUDIT_GROUP`] with
+//! a prefix naming the rule that decided, for the audit log.
+
+use std::fmt::Write;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+
+use crate::network::{Peer, PortSelector, Protocol, Rule};
+use crate::policy::{EgressFilter, HostnameRule, NetworkPlan};
+
+/// NFLOG group the denial log reads.
+pub const AUDIT_GROUP: u16 = 17;
+/// The table's name in the sandbox's namespace.
+pub const TABLE: &str = "mxc";
+
+/// What the ruleset needs to know beyond the policy.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkFacts {
+    /// Addresses that reach the host itself from the sandbox (the host's addresses, the
+    /// userspace stack's gateway); dropped first unless host loopback is allowed.
+    pub host_addresses: Vec<IpAddr>,
+    /// Legacy host-list names and what they resolved to at start.
+    pub resolved: Vec<(HostnameRule, Vec<IpAddr>)>,
+    /// The proxy's addresses inside the sandbox's view (proxy-only mode).
+    pub proxy: Vec<SocketAddr>,
+}
+
+/// The audit prefix for a rule: `deny <json path>` or `default`.
+fn prefix(verdict: &str, origin: &str) -> String {
+    let mut text = format!("{verdict} {origin}");
+    text.truncate(120);
+    text.replace('"', "'")
+}
+
+/// Renders the ruleset for `plan`; `None` when the plan needs no rules (isolated: the namespace
+/// has loopback only).
+pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
+    let mut out = String::new();
+    let _ = writeln!(out, "table inet {TABLE} {{");
+    let _ = writeln!(out, "  chain output {{");
+    let _ = writeln!(out, "    type filter hook output priority 0; policy drop;");
+    let _ = writeln!(out, "    oif \"lo\" accept");
+    // Neighbour discovery keeps IPv6 working on the link; it carries no payload.
+    let _ = writeln!(
+        out,
+        "    icmpv6 type {{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert }} accept"
+    );
+    let _ = writeln!(out, "    ct state established,related accept");
+    for address in &facts.host_addresses {
+        let _ = writeln!(
+            out,
+            "    {} daddr {address} log group {AUDIT_GROUP} prefix \"{}\" drop",
+            family(address),
+            prefix("deny", "network.ingress.hostLoopback")
+        );
+    }
+    match plan {
+        NetworkPlan::Isolated => return None,
+        NetworkPlan::ProxyOnly { .. } => {
+            for endpoint in &facts.proxy {
+                let _ = writeln!(
+                    out,
+                    "    {} daddr {} tcp dport {} accept",
+                    family(&endpoint.ip()),
+                    endpoint.ip(),
+                    endpoint.port()
+                );
+            }
+            let _ = writeln!(
+                out,
+                "    log group {AUDIT_GROUP} prefix \"{}\" drop",
+                prefix("deny", "proxy-only")
+            );
+        }
+        NetworkPlan::Filtered(filter) => egress(&mut out, filter, facts),
+    }
+    let _ = writeln!(out, "  }}");
+    let _ = writeln!(out, "  chain input {{");
+    let _ = writeln!(out, "    type filter hook input priority 0; policy drop;");
+    let _ = writeln!(out, "    iif \"lo\" accept");
+    let _ = writeln!(out, "    ct state established,related accept");
+    let _ = writeln!(
+        out,
+        "    icmpv6 type {{ nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, packet-too-big }} accept"
+    );
+    let _ = writeln!(
+        out,
+        "    ct state new log group {AUDIT_GROUP} prefix \"{}\" drop",
+        prefix("deny", "network.ingress.default")
+    );
+    let _ = writeln!(out, "  }}");
+    let _ = writeln!(out, "  chain forward {{");
+    let _ = writeln!(out, "    type filter hook forward priority 0; policy drop;");
+    let _ = writeln!(out, "  }}");
+    let _ = writeln!(out, "}}");
+    Some(out)
+}
+
+fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts) {
+    for rule in &filter.deny {
+        for line in matches(rule) {
+            let _ = writeln!(
+                out,
+                "    {line}log group {AUDIT_GROUP} prefix \"{}\" drop",
+                prefix("deny", &rule.path)
+            );
+        }
+    }
+    for (host, addresses) in facts.resolved.iter().filter(|(h, _)| h.deny) {
+        for address in addresses {
+            let _ = writeln!(
+                out,
+                "    {} daddr {address} log group {AUDIT_GROUP} prefix \"{}\" drop",
+                family(address),
+                prefix("deny", &host.path)
+            );
+        }
+    }
+    for rule in &filter.allow {
+        for line in matches(rule) {
+            let _ = writeln!(out, "    {line}accept");
+        }
+    }
+    for (_, addresses) in facts.resolved.iter().filter(|(h, _)| !h.deny) {
+        for address in addresses {
+            let _ = writeln!(out, "    {} daddr {address} accept", family(address));
+        }
+    }
+    if filter.default_allow {
+        let _ = writeln!(out, "    accept");
+    } else {
+        let _ = writeln!(
+            out,
+            "    log group {AUDIT_GROUP} prefix \"{}\" drop",
+            prefix("deny", "network.egress.default")
+        );
+    }
+}
+
+fn family(address: &IpAddr) -> &'static str {
+    match address {
+        IpAddr::V4(_) => "ip",
+        IpAddr::V6(_) => "ip6",
+    }
+}
+
+fn net_family(net: &IpNet) -> &'static str {
+    match net {
+        IpNet::V4(_) => "ip",
+        IpNet::V6(_) => "ip6",
+    }
+}
+
+/// The nft match expressions (each ending with a space) for a rule: one per destination and
+/// protocol selector combination.
+pub fn matches(rule: &Rule) -> Vec<String> {
+    let peers: Vec<Option<&Peer>> = if rule.to.is_empty() {
+        vec![None]
+    } else {
+        rule.to.iter().map(Some).collect()
+    };
+    let selectors: Vec<Option<&PortSelector>> = if rule.ports.is_empty() {
+        vec![None]
+    } else {
+        rule.ports.iter().map(Some).collect()
+    };
+    let mut lines = Vec::new();
+    for peer in &peers {
+        for selector in &selectors {
+            let mut line = String::new();
+            let v6 = peer.map(|p| matches!(p.cidr, IpNet::V6(_)));
+            if let Some(peer) = peer {
+                let fam = net_family(&peer.cidr);
+                let _ = write!(line, "{fam} daddr {} ", peer.cidr);
+                if !peer.except.is_empty() {
+                    let except: Vec<String> = peer.except.iter().map(ToString::to_string).collect();
+                    let _ = write!(line, "{fam} daddr != {{ {} }} ", except.join(", "));
+                }
+            }
+            if let Some(selector) = selector {
+                line.push_str(&protocol(selector, v6));
+            }
+            lines.push(line);
+        }
+    }
+    lines
+}
+
+fn protocol(selector: &PortSelector, v6: Option<bool>) -> String {
+    let ports = selector.ports.map(|(a, b)| {
+        if a == b {
+            format!("th dport {a} ")
+        } else {
+            format!("th dport {a}-{b} ")
+        }
+    });
+    match selector.protocol {
+        Protocol::Tcp => format!("meta l4proto tcp {}", ports.unwrap_or_default()),
+        Protocol::Udp => format!("meta l4proto udp {}", ports.unwrap_or_default()),
+        Protocol::Any => match ports {
+            Some(ports) => format!("meta l4proto {{ tcp, udp }} {ports}"),
+            None => String::new(),
+        },
+        Protocol::Icmp => match v6 {
+            Some(false) => "meta l4proto icmp ".to_string(),
+            Some(true) => "meta l4proto ipv6-icmp ".to_string(),
+            None => "meta l4proto { icmp, ipv6-icmp } ".to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::parse_cidr;
+
+    fn rule(to: &[(&str, &[&str])], ports: &[PortSelector]) -> Rule {
+        Rule {
+            path: "network.egress.allow[0]".into(),
+            to: to
+                .iter()
+                .map(|(cidr, except)| Peer {
+                    cidr: parse_cidr(cidr).unwrap(),
+                    except: except.iter().map(|e| parse_cidr(e).unwrap()).collect(),
+                })
+                .collect(),
+            ports: ports.to_vec(),
+        }
+    }
+
+    #[test]
+    fn rules_cover_both_families_and_honour_except() {
+        let r = rule(
+            &[
+                ("198.18.0.0/15", &["198.18.5.0/24"]),
+                ("2001:db8::/32", &[]),
+            ],
+            &[PortSelector {
+                protocol: Protocol::Tcp,
+                ports: Some((443, 443)),
+            }],
+        );
+        assert_eq!(
+            matches(&r),
+            [
+                "ip daddr 198.18.0.0/15 ip daddr != { 198.18.5.0/24 } meta l4proto tcp th dport 443 ",
+                "ip6 daddr 2001:db8::/32 meta l4proto tcp th dport 443 ",
+            ]
+        );
+        let any = rule(
+            &[],
+            &[PortSelector {
+                protocol: Protocol::Any,
+                ports: Some((1000, 2000)),
+            }],
+        );
+        assert_eq!(
+            matches(&any),
+            ["meta l4proto { tcp, udp } th dport 1000-2000 "]
+        );
+        let icmp = rule(
+            &[],
+            &[PortSelector {
+                protocol: Protocol::Icmp,
+                ports: None,
+            }],
+        );
+        assert_eq!(matches(&icmp), ["meta l4proto { icmp, ipv6-icmp } "]);
+        assert_eq!(matches(&rule(&[], &[])), [""]);
+    }
+
+    #[test]
+    fn deny_before_allow_before_default_and_host_first() {
+        let filter = EgressFilter {
+            default_allow: false,
+            deny: vec![Rule {
+                path: "network.egress.deny[0]".into(),
+                ..rule(&[("10.0.0.0/8", &[])], &[])
+            }],
+            allow: vec![rule(&[("0.0.0.0/0", &[])], &[])],
+            hostnames: Vec::new(),
+        };
+        let facts = NetworkFacts {
+            host_addresses: vec!["192.0.2.1".parse().unwrap()],
+            ..NetworkFacts::default()
+        };
+        let text = ruleset(&NetworkPlan::Filtered(filter), &facts).unwrap();
+        let host = text.find("daddr 192.0.2.1").unwrap();
+        let deny = text.find("network.egress.deny[0]").unwrap();
+        let allow = text.find("ip daddr 0.0.0.0/0 accept").unwrap();
+        let default = text.find("network.egress.default").unwrap();
+        assert!(host < deny && deny < allow && allow < default, "{text}");
+        assert!(ruleset(&NetworkPlan::Isolated, &facts).is_none());
+    }
+}
