@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use mxc_translate::compile::annotations;
 use mxc_translate::{
-    apply_to_bundle, parse, resolve, Expect, Identity, NetworkPlan, ParseOptions, Policy,
-    RealHost, ResolveOptions, Source, Target,
+    apply_to_bundle, parse, resolve, Expect, Identity, NetworkPlan, ParseOptions, Policy, RealHost,
+    ResolveOptions, Source, Target,
 };
 use oci_spec::runtime::Spec;
 use serde::Deserialize;
@@ -86,11 +86,19 @@ impl NodeConfig {
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(NodeConfig::default())
             }
-            Err(e) => return Err(PolicyError(format!("{}: cannot read node configuration: {e}", path.display()))),
+            Err(e) => {
+                return Err(PolicyError(format!(
+                    "{}: cannot read node configuration: {e}",
+                    path.display()
+                )))
+            }
         };
         toml::from_str(&text).map_err(|e| {
             let message = e.message().to_string();
-            PolicyError(format!("{}: invalid node configuration: {message}", path.display()))
+            PolicyError(format!(
+                "{}: invalid node configuration: {message}",
+                path.display()
+            ))
         })
     }
 }
@@ -112,9 +120,17 @@ pub struct PolicyError(pub String);
 
 /// Resolves the container's policy and rewrites `spec` so that it enforces it.
 /// Called by `create` before anything is set up; an error leaves nothing behind.
-pub fn apply_bundle_policy(spec: &mut Spec, node: &NodeContext) -> Result<AppliedPolicy, PolicyError> {
+pub fn apply_bundle_policy(
+    spec: &mut Spec,
+    node: &NodeContext,
+) -> Result<AppliedPolicy, PolicyError> {
     if node.precompiled {
-        let annotation = |key: &str| spec.annotations().as_ref().and_then(|a| a.get(key)).cloned();
+        let annotation = |key: &str| {
+            spec.annotations()
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .cloned()
+        };
         return Ok(AppliedPolicy {
             source: annotation(annotations::POLICY_SOURCE).unwrap_or_default(),
             sha256: annotation(annotations::POLICY_SHA256).unwrap_or_default(),
@@ -141,7 +157,12 @@ pub fn apply_bundle_policy(spec: &mut Spec, node: &NodeContext) -> Result<Applie
 
 /// Finds and resolves the policy for a container (first match wins).
 pub fn select(spec: &Spec, node: &NodeContext, config: &NodeConfig) -> Result<Policy, PolicyError> {
-    let annotation = |key: &str| spec.annotations().as_ref().and_then(|a| a.get(key)).cloned();
+    let annotation = |key: &str| {
+        spec.annotations()
+            .as_ref()
+            .and_then(|a| a.get(key))
+            .cloned()
+    };
     if let Some(inline) = annotation(CONFIG_ANNOTATION) {
         let source = Source::Annotation(CONFIG_ANNOTATION.to_string());
         return load(source, &inline, Some(config.annotation_host_paths.clone()));
@@ -150,16 +171,26 @@ pub fn select(spec: &Spec, node: &NodeContext, config: &NodeConfig) -> Result<Po
         let path = named_policy(&config.policy_dir, &name)?;
         return load_file(&path);
     }
-    if let Some(path) = node.default_policy.as_ref().or(config.default_policy.as_ref()) {
+    if let Some(path) = node
+        .default_policy
+        .as_ref()
+        .or(config.default_policy.as_ref())
+    {
         return load_file(path);
     }
-    load(Source::Named("built-in default-deny policy".into()), DEFAULT_DENY, None)
+    load(
+        Source::Named("built-in default-deny policy".into()),
+        DEFAULT_DENY,
+        None,
+    )
 }
 
 fn named_policy(dir: &Path, name: &str) -> Result<PathBuf, PolicyError> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !plain {
         return Err(PolicyError(format!(
             "annotation {CONFIG_NAME_ANNOTATION}: {name:?} is not a plain policy name (letters, \
@@ -187,13 +218,23 @@ fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     load(Source::File(path.to_path_buf()), &text, None)
 }
 
-fn load(source: Source, text: &str, allowed_host_paths: Option<Vec<PathBuf>>) -> Result<Policy, PolicyError> {
+fn load(
+    source: Source,
+    text: &str,
+    allowed_host_paths: Option<Vec<PathBuf>>,
+) -> Result<Policy, PolicyError> {
     let options = ParseOptions {
         strict: false,
         expect: Expect::BundlePolicy,
     };
     let one_line = |errors: mxc_translate::ConfigErrors| {
-        PolicyError(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        PolicyError(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     };
     let config = parse(source, text, options).map_err(one_line)?;
     let options = ResolveOptions {
