@@ -72,6 +72,13 @@ pub enum EngineError {
 
     #[error("{0}")]
     InvalidArgument(String),
+
+    #[error("container {id}: network: {source}")]
+    Network {
+        id: String,
+        #[source]
+        source: crate::network::NetworkError,
+    },
 }
 
 impl EngineError {

@@ -9,6 +9,7 @@ pub mod container;
 pub mod error;
 pub mod executor;
 pub mod features;
+pub mod network;
 pub mod oneshot;
 pub mod policy;
 pub mod process;

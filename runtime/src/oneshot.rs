@@ -15,6 +15,7 @@ use mxc_translate::{
 
 use crate::container::{Engine, RunOutcome};
 use crate::error::EngineError;
+use crate::network::{self, AuditContext, AuditLog, Connectivity, ResolvedNames};
 use crate::policy::NodeContext;
 
 /// Where `mxc run` keeps its engine state and per-run bundles.
@@ -32,6 +33,8 @@ pub struct RunRequest {
     pub pids_limit: i64,
     /// Engine state and bundles live below this directory.
     pub state_root: PathBuf,
+    /// `--audit-log FILE`: one JSON line per decision (policy applied, denial, exit, timeout).
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The process exit status of `mxc run`, after anything it had to say went to stderr.
@@ -95,19 +98,23 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         identity: request.identity,
     };
     let policy = resolve(&config, &RealHost, &resolve_options).map_err(Failure::Rejected)?;
-    if policy.network != NetworkPlan::Isolated {
-        return Err(Failure::Runner(format!(
-            "{}: network: egress or proxy access ({} mode) is not yet enforced by mxc run; only \
-             an isolated network (no egress) is accepted",
-            config.source,
-            policy.network.mode()
-        )));
-    }
-
     let id = policy.container_id.clone().unwrap_or_else(generated_id);
     let bundle = BundleDir::create(&request.state_root.join("bundles").join(&id))
         .map_err(|e| Failure::Runner(format!("container {id}: {e}")))?;
     let empty_root = bundle.path.join("rootfs");
+
+    // Names in legacy host lists are resolved once, now, and pinned.
+    let names = match &policy.network {
+        NetworkPlan::Filtered(filter) if !filter.hostnames.is_empty() => {
+            network::resolve_names(&filter.hostnames).map_err(|e| Failure::Runner(e.to_string()))?
+        }
+        _ => ResolvedNames::default(),
+    };
+    let hosts_file = bundle.path.join("hosts");
+    let pinned = !names.entries.is_empty();
+    if pinned {
+        network::pin_file(&names, &hosts_file).map_err(|e| Failure::Runner(e.to_string()))?;
+    }
     let sandbox = one_shot(
         &policy,
         &OneShotOptions {
@@ -115,9 +122,27 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             empty_root: &empty_root,
             pids_limit: request.pids_limit,
             host: &RealHost,
+            hosts_file: pinned.then_some(hosts_file.as_path()),
         },
     )
     .map_err(Failure::Runner)?;
+    let audit = match &request.audit_log {
+        Some(path) => Some(AuditContext {
+            container_id: id.clone(),
+            policy_sha256: policy.sha256.clone(),
+            log: AuditLog::open(path).map_err(|e| Failure::Runner(e.to_string()))?,
+        }),
+        None => None,
+    };
+    if let Some(audit) = &audit {
+        audit.log.record(serde_json::json!({
+            "event": "policy.applied",
+            "container": id,
+            "policy_sha256": policy.sha256,
+            "source": config.source.to_string(),
+            "network": policy.network.mode(),
+        }));
+    }
     bundle
         .populate(&sandbox.spec, &sandbox.skeleton, policy.identity)
         .map_err(|e| Failure::Runner(format!("container {id}: writing the bundle: {e}")))?;
@@ -129,7 +154,33 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
     let timeout = policy
         .timeout_ms
         .map(|ms| Duration::from_millis(u64::from(ms)));
-    match engine.run_to_completion(&id, &bundle.path, timeout) {
+    let plan = policy.network.clone();
+    let audit_for_network = audit.clone();
+    let outcome = engine.run_to_completion_with(&id, &bundle.path, timeout, |container| {
+        let pid = container.pid();
+        let network_error = |source| EngineError::Network {
+            id: id.clone(),
+            source,
+        };
+        network::bring_up_loopback(pid).map_err(network_error)?;
+        network::attach(
+            pid,
+            &plan,
+            &names,
+            Connectivity::Userspace,
+            audit_for_network,
+        )
+        .map_err(network_error)
+    });
+    if let Some(audit) = &audit {
+        let (event, detail) = match &outcome {
+            Ok(RunOutcome::TimedOut) => ("timeout", serde_json::json!(policy.timeout_ms)),
+            Ok(outcome) => ("exit", serde_json::json!(outcome.code())),
+            Err(error) => ("failed", serde_json::json!(error.to_string())),
+        };
+        audit.log.record(serde_json::json!({"event": event, "container": id, "policy_sha256": policy.sha256, "detail": detail}));
+    }
+    match outcome {
         Ok(RunOutcome::TimedOut) => {
             let ms = policy.timeout_ms.unwrap_or_default();
             Ok(runner_failure(&format!("script timed out after {ms}ms")))

@@ -125,6 +125,7 @@ proptest! {
             empty_root: Path::new("/run/mxc/prop/rootfs"),
             pids_limit: 64,
             host: &host,
+        hosts_file: None,
         }).unwrap();
         let spec = serde_json::to_value(&sandbox.spec).unwrap();
         let mounts = spec["mounts"].as_array().unwrap().clone();

@@ -331,6 +331,7 @@ fn one_shot_spec_cuts_privileges() {
             empty_root: Path::new("/run/mxc/t1/rootfs"),
             pids_limit: 100,
             host: &host(),
+            hosts_file: None,
         },
     )
     .unwrap();

@@ -41,6 +41,10 @@ struct RunArgs {
     /// cgroup limit on the number of processes in the sandbox.
     #[arg(long, default_value_t = 1024)]
     pids_limit: i64,
+    /// Append one JSON line per decision (policy applied, each denied connection, exit,
+    /// timeout) to this file.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
     /// The MXC config file.
     file: PathBuf,
 }
@@ -178,6 +182,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         identity: identity(args.target.user.as_deref())?,
         pids_limit: args.pids_limit,
         state_root: PathBuf::from(mxc_runtime::oneshot::STATE_ROOT),
+        audit_log: args.audit_log,
     };
     let code = mxc_runtime::oneshot::run(&request);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
@@ -233,6 +238,7 @@ fn compiled(
             empty_root: &empty_root,
             pids_limit: 1024,
             host: &RealHost,
+            hosts_file: None,
         },
     )
     .map_err(anyhow::Error::msg)?;

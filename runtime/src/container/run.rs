@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tracing::instrument;
 
-use super::{CreateOptions, Engine};
+use super::{Container, CreateOptions, Engine};
 use crate::error::EngineError;
 use crate::process::ExitStatus;
 
@@ -62,10 +62,25 @@ impl Engine {
         bundle: &Path,
         timeout: Option<Duration>,
     ) -> Result<RunOutcome, EngineError> {
+        self.run_to_completion_with(id, bundle, timeout, |_| Ok(()))
+    }
+
+    /// [`Engine::run_to_completion`] with `before_start` called on the created container
+    /// before its process starts (network enforcement). What it returns is kept until the
+    /// container is gone; an error from it stops the run, and the container is deleted.
+    pub fn run_to_completion_with<G>(
+        &self,
+        id: &str,
+        bundle: &Path,
+        timeout: Option<Duration>,
+        before_start: impl FnOnce(&Container) -> Result<G, EngineError>,
+    ) -> Result<RunOutcome, EngineError> {
         let stop =
             StopSignals::install().map_err(|e| EngineError::io("installing signal handlers", e))?;
         let container = self.create(id, bundle, CreateOptions::default())?;
+        let mut guard = None;
         let outcome = (|| {
+            guard = Some(before_start(&container)?);
             if let Some(sig) = stop.received() {
                 return Err(EngineError::Interrupted {
                     id: id.to_string(),
@@ -130,6 +145,7 @@ impl Engine {
             }
         })();
         let deleted = self.delete(id, true);
+        drop(guard);
         drop(stop);
         match (outcome, deleted) {
             (Err(err), _) => Err(err),

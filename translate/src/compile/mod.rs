@@ -13,7 +13,16 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::policy::{MountAction, MountStep, Policy};
+use crate::policy::{MountAction, MountStep, NetworkPlan, Policy};
+
+/// Proxy variables MXC sets (the first four, upper and lower case) or clears (all of them).
+pub const PROXY_VARIABLES: [&str; 5] = [
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "FTP_PROXY",
+    "NO_PROXY",
+];
 
 pub use bundle::{apply_to_bundle, BundleError};
 pub use oneshot::{one_shot, OneShotOptions, Sandbox, SkeletonEntry};
@@ -150,6 +159,16 @@ fn environment(policy: &Policy, base: &[String], cwd: Option<&Path>) -> Vec<Stri
     }
     for (key, value) in &policy.env {
         set(&mut entries, key, value);
+    }
+    if let NetworkPlan::ProxyOnly { proxy } = &policy.network {
+        // Only the proxy is reachable: every proxy variable names it, whatever the caller set.
+        entries.retain(|(k, _)| !PROXY_VARIABLES.iter().any(|p| p.eq_ignore_ascii_case(k)));
+        if let Some(url) = proxy.url() {
+            for key in &PROXY_VARIABLES[..4] {
+                set(&mut entries, key, &url);
+                set(&mut entries, &key.to_ascii_lowercase(), &url);
+            }
+        }
     }
     if !entries.iter().any(|(k, _)| k == "PATH") {
         let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

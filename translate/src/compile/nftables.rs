@@ -50,6 +50,8 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
         "    icmpv6 type {{ nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert }} accept"
     );
     let _ = writeln!(out, "    ct state established,related accept");
+    // Link-local multicast (MLD reports) never leaves the link.
+    let _ = writeln!(out, "    ip6 daddr ff02::/16 accept");
     for address in &facts.host_addresses {
         let _ = writeln!(
             out,

@@ -1,0 +1,273 @@
+//! Network enforcement around a created container, before its process starts: the nftables
+//! ruleset inside the container's own network namespace, connectivity from a userspace stack
+//! (slirp4netns) when the runtime made the namespace itself, names pinned into `/etc/hosts`, the
+//! denial log, and the relay that makes a loopback proxy reachable. One place installs rules;
+//! `mxc run`, `mxc-runtime` and the shim all come here.
+
+mod audit;
+mod hosts;
+mod netns;
+mod relay;
+mod slirp;
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use mxc_translate::compile::nftables::{self, NetworkFacts};
+use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
+use mxc_translate::{HostnameRule, NetworkPlan};
+
+pub use audit::{AuditContext, AuditLog};
+pub use hosts::{pin_file, resolve_names};
+pub use netns::in_netns;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error(
+        "{0} is not installed (needed to enforce the network policy); install the {1} package"
+    )]
+    MissingTool(&'static str, &'static str),
+    #[error("installing the network rules failed: {0}")]
+    Rules(String),
+    #[error("the userspace network stack (slirp4netns) failed: {0}")]
+    Slirp(String),
+    #[error("resolving {name} for the network policy failed: {reason}")]
+    Resolve { name: String, reason: String },
+    #[error("the proxy relay failed: {0}")]
+    Relay(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl NetworkError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> NetworkError {
+        NetworkError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Where the container's network namespace came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connectivity {
+    /// The runtime created it: connect it through a userspace stack.
+    Userspace,
+    /// The engine provided it (CNI, Docker, `ctr --with-ns`): rules only.
+    EngineProvided,
+}
+
+/// Everything set up for one container's network; torn down on drop.
+pub struct NetworkAttachment {
+    slirp: Option<slirp::Slirp>,
+    _audit: Option<audit::AuditListener>,
+    _relay: Option<relay::Relay>,
+}
+
+impl std::fmt::Debug for NetworkAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkAttachment")
+            .field("slirp", &self.slirp.is_some())
+            .finish()
+    }
+}
+
+/// Names from legacy host lists resolved once, before the sandbox exists.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedNames {
+    pub entries: Vec<(HostnameRule, Vec<IpAddr>)>,
+}
+
+/// Enforces `plan` on the container whose init process is `pid` (created, not started).
+pub fn attach(
+    pid: i32,
+    plan: &NetworkPlan,
+    names: &ResolvedNames,
+    connectivity: Connectivity,
+    audit: Option<AuditContext>,
+) -> Result<NetworkAttachment, NetworkError> {
+    let mut facts = NetworkFacts {
+        host_addresses: host_addresses()?,
+        resolved: names.entries.clone(),
+        proxy: Vec::new(),
+    };
+    if connectivity == Connectivity::Userspace {
+        // slirp4netns's gateway and DNS addresses lead to the host.
+        for address in ["10.0.2.2", "10.0.2.3", "fd00::2", "fd00::3"] {
+            facts.host_addresses.push(address.parse().expect("literal"));
+        }
+    }
+    let mut relay_target = None;
+    if let NetworkPlan::ProxyOnly { proxy } = plan {
+        let (sandbox_side, host_side) = proxy_endpoints(proxy)?;
+        facts.proxy = sandbox_side;
+        relay_target = host_side;
+    }
+    let Some(ruleset) = nftables::ruleset(plan, &facts) else {
+        // Isolated: a namespace of the runtime's own has loopback only; one the engine provided
+        // may have interfaces, so it gets a ruleset that drops everything but loopback.
+        if connectivity == Connectivity::EngineProvided {
+            install_rules(pid, &isolated_ruleset())?;
+        }
+        return Ok(NetworkAttachment {
+            slirp: None,
+            _audit: None,
+            _relay: None,
+        });
+    };
+    // Rules before connectivity: there is never a moment with an interface and no rules.
+    install_rules(pid, &ruleset)?;
+    let audit = match audit {
+        Some(context) => Some(audit::AuditListener::start(pid, context)?),
+        None => None,
+    };
+    let relay = match relay_target {
+        Some((listen, target)) => Some(relay::Relay::start(pid, listen, target)?),
+        None => None,
+    };
+    // A proxy on host loopback needs only the relay; everything else needs the userspace stack.
+    let loopback_proxy_only = relay.is_some() && facts.proxy.iter().all(|p| p.ip().is_loopback());
+    let slirp = match connectivity {
+        Connectivity::Userspace if !loopback_proxy_only => Some(slirp::Slirp::start(pid)?),
+        _ => None,
+    };
+    Ok(NetworkAttachment {
+        slirp,
+        _audit: audit,
+        _relay: relay,
+    })
+}
+
+/// Loopback only, whatever interfaces an engine adds later.
+fn isolated_ruleset() -> String {
+    format!(
+        "table inet {t} {{\n  chain output {{ type filter hook output priority 0; policy drop; oif \"lo\" accept; }}\n  \
+         chain input {{ type filter hook input priority 0; policy drop; iif \"lo\" accept; }}\n  \
+         chain forward {{ type filter hook forward priority 0; policy drop; }}\n}}\n",
+        t = nftables::TABLE
+    )
+}
+
+/// Loads `ruleset` into the network namespace of `pid` with `nft -f -`.
+pub fn install_rules(pid: i32, ruleset: &str) -> Result<(), NetworkError> {
+    let nft = which("nft").ok_or(NetworkError::MissingTool("nft", "nftables"))?;
+    let output = netns::run_in_netns(pid, &nft, &["-f", "-"], ruleset.as_bytes())?;
+    if !output.status.success() {
+        return Err(NetworkError::Rules(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// Every address of the host's own interfaces: reaching one from the sandbox reaches the host.
+fn host_addresses() -> Result<Vec<IpAddr>, NetworkError> {
+    let mut out = Vec::new();
+    let addrs = nix::ifaddrs::getifaddrs()
+        .map_err(|e| NetworkError::io("listing the host's addresses", e.into()))?;
+    for ifaddr in addrs {
+        let Some(address) = ifaddr.address else {
+            continue;
+        };
+        let ip = if let Some(v4) = address.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else if let Some(v6) = address.as_sockaddr_in6() {
+            IpAddr::V6(v6.ip())
+        } else {
+            continue;
+        };
+        if ip.is_loopback() || matches!(ip, IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80) {
+            continue;
+        }
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    Ok(out)
+}
+
+/// The proxy as the sandbox sees it, and for a host-loopback proxy the relay's listening and
+/// target addresses.
+#[allow(clippy::type_complexity)]
+fn proxy_endpoints(
+    proxy: &ProxyEndpoint,
+) -> Result<(Vec<SocketAddr>, Option<(SocketAddr, SocketAddr)>), NetworkError> {
+    let (host, port) = match proxy {
+        ProxyEndpoint::Localhost { port } => ("127.0.0.1".to_string(), *port),
+        ProxyEndpoint::Url { host, port, .. } => (host.clone(), *port),
+        ProxyEndpoint::BuiltinTestServer => {
+            return Err(NetworkError::Relay(
+                "the built-in test proxy is not supported".into(),
+            ))
+        }
+    };
+    if host_is_loopback(&host) {
+        let ip: IpAddr = if host.contains(':') {
+            "::1".parse().expect("literal")
+        } else {
+            "127.0.0.1".parse().expect("literal")
+        };
+        let at = SocketAddr::new(ip, port);
+        // The relay listens on the same loopback address inside the sandbox, so the proxy URL
+        // stays literally valid, and forwards to the host's loopback.
+        return Ok((vec![at], Some((at, at))));
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = (bare, port)
+        .to_socket_addrs()
+        .map_err(|e| NetworkError::Resolve {
+            name: host.clone(),
+            reason: e.to_string(),
+        })?
+        .collect();
+    Ok((addresses, None))
+}
+
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join(tool))
+        .find(|candidate| Path::new(candidate).is_file())
+}
+
+impl Drop for NetworkAttachment {
+    fn drop(&mut self) {
+        if let Some(slirp) = self.slirp.take() {
+            slirp.stop();
+        }
+    }
+}
+
+/// Sets `lo` up in the network namespace of `pid` (a fresh namespace has it down).
+pub fn bring_up_loopback(pid: i32) -> Result<(), NetworkError> {
+    in_netns(pid, || {
+        // SAFETY: a plain datagram socket used only for interface ioctls, closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: ifreq is plain data; the name is NUL-terminated within IFNAMSIZ.
+        let result = unsafe {
+            let mut request: libc::ifreq = std::mem::zeroed();
+            request.ifr_name[..2].copy_from_slice(&[b'l' as libc::c_char, b'o' as libc::c_char]);
+            if libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut request) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+                if libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &request) < 0 {
+                    Err(std::io::Error::last_os_error())
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        // SAFETY: closing the socket opened above.
+        unsafe { libc::close(fd) };
+        result
+    })
+}

@@ -1,0 +1,141 @@
+//! Connectivity for a network namespace the runtime created itself: slirp4netns, a userspace
+//! network stack that opens host sockets on the sandbox's behalf. Nothing on the host's own
+//! routes, bridges or firewall changes; host loopback is not reachable through its gateway
+//! (`--disable-host-loopback`), its DNS forwarder is off (`--disable-dns`: DNS is closed unless
+//! a rule opens a resolver), and it sandboxes itself (own mount namespace, capabilities dropped,
+//! seccomp). It exits when its exit pipe closes, so it never outlives whoever started it.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::{which, NetworkError};
+
+const READY_LIMIT: Duration = Duration::from_secs(10);
+const READY_FD: i32 = 3;
+const EXIT_FD: i32 = 4;
+
+pub struct Slirp {
+    child: Child,
+    /// Closing it tells slirp4netns to exit.
+    exit: Option<OwnedFd>,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), NetworkError> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors that we take ownership of.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(NetworkError::io(
+            "creating a pipe",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: both descriptors are fresh and owned here.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+impl Slirp {
+    /// Starts slirp4netns for the network namespace of `pid` and waits until it has configured
+    /// the interface.
+    pub fn start(pid: i32) -> Result<Slirp, NetworkError> {
+        let program =
+            which("slirp4netns").ok_or(NetworkError::MissingTool("slirp4netns", "slirp4netns"))?;
+        let (ready_read, ready_write) = pipe()?;
+        let (exit_read, exit_write) = pipe()?;
+        let mut command = Command::new(program);
+        command.args([
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--disable-dns",
+            "--enable-ipv6",
+            "--enable-sandbox",
+            "--enable-seccomp",
+            &format!("--ready-fd={READY_FD}"),
+            &format!("--exit-fd={EXIT_FD}"),
+        ]);
+        let userns = format!("/proc/{pid}/ns/user");
+        if !same_namespace(&userns, "/proc/self/ns/user") {
+            command.arg(format!("--userns-path={userns}"));
+        }
+        command
+            .arg(pid.to_string())
+            .arg("tap0")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let (ready_child, exit_child) = (ready_write.as_raw_fd(), exit_read.as_raw_fd());
+        // SAFETY: only dup2 and prctl between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::dup2(ready_child, READY_FD) < 0 || libc::dup2(exit_child, EXIT_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .map_err(|e| NetworkError::Slirp(format!("cannot start slirp4netns: {e}")))?;
+        drop(ready_write);
+        drop(exit_read);
+        let mut slirp = Slirp {
+            child,
+            exit: Some(exit_write),
+        };
+
+        // slirp4netns writes "1" to the ready descriptor once the interface is configured.
+        let mut fds = [libc::pollfd {
+            fd: ready_read.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: polling one descriptor we own.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, READY_LIMIT.as_millis() as i32) };
+        let mut byte = [0u8; 1];
+        let ready = rc > 0 && File::from(ready_read).read(&mut byte).is_ok_and(|n| n == 1);
+        if !ready {
+            let mut log = String::new();
+            slirp.stop_inner();
+            if let Some(mut stderr) = slirp.child.stderr.take() {
+                let _ = stderr.read_to_string(&mut log);
+            }
+            return Err(NetworkError::Slirp(format!(
+                "the namespace was not configured: {}",
+                log.trim()
+            )));
+        }
+        // Keep its stderr drained so that it can never block on a full pipe.
+        if let Some(mut stderr) = slirp.child.stderr.take() {
+            std::thread::spawn(move || {
+                let mut sink = [0u8; 4096];
+                while matches!(stderr.read(&mut sink), Ok(n) if n > 0) {}
+            });
+        }
+        Ok(slirp)
+    }
+
+    fn stop_inner(&mut self) {
+        self.exit.take();
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+
+    pub fn stop(mut self) {
+        self.stop_inner();
+    }
+}
+
+fn same_namespace(a: &str, b: &str) -> bool {
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
