@@ -28,25 +28,52 @@ impl WorkloadExecutor {
     }
 }
 
-/// Restores default dispositions for every signal that has one to restore and empties the
-/// signal mask of the calling thread.
+/// The kernel's `struct sigaction` for `rt_sigaction(2)`: glibc's wrapper refuses signals 32
+/// and 33 (its own), which a parent can still leave ignored (a Rust parent's `Command` does),
+/// and an ignored disposition survives exec.
+#[repr(C)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Restores the default disposition of every signal and empties the signal mask, with raw
+/// system calls so that glibc's reserved signals are reset too.
 pub fn reset_signals() {
-    // SAFETY: plain sigaction/sigprocmask calls with initialised structures; SIGKILL and
-    // SIGSTOP cannot be changed and return EINVAL, which is ignored, as are glibc's
-    // reserved real-time signals.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = libc::SIG_DFL;
-        libc::sigemptyset(&mut action.sa_mask);
-        for sig in 1..=64 {
-            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-                continue;
-            }
-            libc::sigaction(sig, &action, std::ptr::null_mut());
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
         }
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // SAFETY: rt_sigaction with a valid kernel sigaction and the kernel's 8-byte sigset
+        // size; errors (none expected) leave the disposition as it was.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                &default as *const KernelSigaction,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8usize,
+            );
+        }
+    }
+    let empty: u64 = 0;
+    // SAFETY: rt_sigprocmask(SIG_SETMASK) with an empty 8-byte set.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &empty as *const u64,
+            std::ptr::null_mut::<u64>(),
+            8usize,
+        );
     }
 }
 
@@ -62,5 +89,60 @@ impl Executor for WorkloadExecutor {
 
     fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
         DefaultExecutor {}.validate(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_line(name: &str) -> String {
+        std::fs::read_to_string("/proc/thread-self/status")
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn reset_clears_ignored_and_blocked_signals_including_glibc_reserved_ones() {
+        // In a child, so that the test harness's own dispositions stay as they are.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                let ignore = KernelSigaction {
+                    handler: libc::SIG_IGN,
+                    flags: 0,
+                    restorer: 0,
+                    mask: 0,
+                };
+                for sig in [libc::SIGPIPE, 32, 33] {
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_rt_sigaction,
+                            sig,
+                            &ignore as *const KernelSigaction,
+                            std::ptr::null_mut::<KernelSigaction>(),
+                            8usize,
+                        )
+                    };
+                }
+                let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+                unsafe {
+                    libc::sigfillset(&mut set);
+                    libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                }
+                let before = status_line("SigIgn:");
+                reset_signals();
+                let ok = before != "SigIgn:\t0000000000000000"
+                    && status_line("SigIgn:") == "SigIgn:\t0000000000000000"
+                    && status_line("SigBlk:") == "SigBlk:\t0000000000000000";
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
     }
 }

@@ -67,9 +67,32 @@ const SECCOMP_FLAGS: &[&str] = &[
     "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
 ];
 
+/// Recursive (`mount_setattr(2)`) options, which libcontainer parses apart from the others.
+const RECURSIVE_MOUNT_OPTIONS: &[&str] = &[
+    "rro",
+    "rrw",
+    "rnosuid",
+    "rsuid",
+    "rnodev",
+    "rdev",
+    "rnoexec",
+    "rexec",
+    "rnodiratime",
+    "rdiratime",
+    "rrelatime",
+    "rnorelatime",
+    "rnoatime",
+    "ratime",
+    "rstrictatime",
+    "rnostrictatime",
+    "rnosymfollow",
+    "rsymfollow",
+];
+
 /// The features document.
 pub fn features() -> Value {
     let mut mount_options: Vec<String> = libcontainer::syscall::linux::MountOption::known_options();
+    mount_options.extend(RECURSIVE_MOUNT_OPTIONS.iter().map(|o| o.to_string()));
     mount_options.sort();
     mount_options.dedup();
     let mut capabilities: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();

@@ -282,6 +282,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::zombie_processes)] // reaped through the pidfd, which is the point
     fn child_exit_is_reaped_through_pidfd() {
         let child = std::process::Command::new("sh")
             .args(["-c", "exit 7"])

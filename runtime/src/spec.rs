@@ -37,6 +37,8 @@ pub enum SpecError {
         rootfs: PathBuf,
         reason: &'static str,
     },
+    #[error("bundle {bundle}: {reason}")]
+    UserNamespace { bundle: PathBuf, reason: String },
     #[error("bundle {bundle}: policy rejected the container: {message}")]
     Policy { bundle: PathBuf, message: String },
 }
@@ -198,10 +200,20 @@ pub fn prepare(bundle: &Path, id: &str, node: &NodeContext) -> Result<EffectiveS
 
     let linux = spec.linux().as_ref().expect("checked above");
     let cgroup_path = cgroup_path(linux.cgroups_path().as_ref().and_then(|p| p.to_str()), id);
-    let user_namespace = linux.namespaces().as_ref().is_some_and(|nss| {
+    let new_user_namespace = linux.namespaces().as_ref().and_then(|nss| {
         nss.iter()
-            .any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+            .find(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::User)
+            .map(|ns| ns.path().is_none())
     });
+    let user_namespace = new_user_namespace.is_some();
+    if new_user_namespace == Some(true) {
+        check_id_mappings(linux, has_map_binaries()).map_err(|reason| {
+            SpecError::UserNamespace {
+                bundle: bundle.to_path_buf(),
+                reason,
+            }
+        })?;
+    }
 
     json["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
     json["linux"]["cgroupsPath"] = Value::String(cgroup_path.to_string_lossy().into_owned());
@@ -214,6 +226,54 @@ pub fn prepare(bundle: &Path, id: &str, node: &NodeContext) -> Result<EffectiveS
         annotations: spec.annotations().clone().unwrap_or_default(),
         user_namespace,
         policy: applied,
+    })
+}
+
+/// What libcontainer 0.7 needs of a new user namespace's id mappings: it becomes uid 0 and
+/// gid 0 inside the namespace to set the container up, so both must be mapped; and it writes
+/// more than one mapping line only through `newuidmap`/`newgidmap`.
+pub fn check_id_mappings(
+    linux: &oci_spec::runtime::Linux,
+    map_binaries: bool,
+) -> Result<(), String> {
+    let hint = "map one range that starts at container id 0 (for example containerID 0, \
+                hostID 100000, size 65536, with process.user inside it), or map the single \
+                host id to container id 0 and run as uid 0";
+    for (kind, mappings) in [
+        ("uidMappings", linux.uid_mappings()),
+        ("gidMappings", linux.gid_mappings()),
+    ] {
+        let mappings = mappings.as_deref().unwrap_or_default();
+        if mappings.is_empty() {
+            return Err(format!(
+                "linux.namespaces has a new user namespace but linux.{kind} is empty: {hint}"
+            ));
+        }
+        let root_mapped = mappings
+            .iter()
+            .any(|m| m.container_id() == 0 && m.size() > 0);
+        if !root_mapped {
+            return Err(format!(
+                "linux.{kind} does not map container id 0, which the runtime needs to set up \
+                 the user namespace: {hint}"
+            ));
+        }
+        if mappings.len() > 1 && !map_binaries {
+            return Err(format!(
+                "linux.{kind} has {} ranges, which need newuidmap/newgidmap (package uidmap) \
+                 on PATH: install them or use one range",
+                mappings.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn has_map_binaries() -> bool {
+    let path = std::env::var("PATH").unwrap_or_default();
+    ["newuidmap", "newgidmap"].iter().all(|binary| {
+        path.split(':')
+            .any(|dir| !dir.is_empty() && Path::new(dir).join(binary).exists())
     })
 }
 
@@ -230,6 +290,11 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
         Spec::default()
     };
     spec.set_version("1.0.2-dev".to_string());
+    spec.set_hostname(Some("mxc".to_string()));
+    spec.set_annotations(None);
+    if let Some(process) = spec.process_mut() {
+        process.set_terminal(Some(true));
+    }
     serde_json::to_value(&spec).map_err(|e| e.to_string())
 }
 
@@ -289,6 +354,14 @@ mod tests {
         );
     }
 
+    /// Policy resolution is tested with the policy; these tests are about the bundle.
+    fn no_policy() -> NodeContext {
+        NodeContext {
+            precompiled: true,
+            ..NodeContext::default()
+        }
+    }
+
     fn bundle_with(config: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("rootfs")).unwrap();
@@ -299,9 +372,9 @@ mod tests {
     #[test]
     fn prepare_settles_rootfs_and_cgroup() {
         let dir = bundle_with(
-            r#"{"ociVersion":"1.0.2-dev","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"namespaces":[{"type":"pid"},{"type":"user"}]}}"#,
+            r#"{"ociVersion":"1.0.2-dev","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"namespaces":[{"type":"pid"},{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}}"#,
         );
-        let eff = prepare(dir.path(), "c1", &NodeContext::default()).unwrap();
+        let eff = prepare(dir.path(), "c1", &no_policy()).unwrap();
         let rootfs = std::fs::canonicalize(dir.path().join("rootfs")).unwrap();
         assert_eq!(eff.rootfs, rootfs);
         assert_eq!(eff.json["root"]["path"], rootfs.to_str().unwrap());
@@ -313,37 +386,57 @@ mod tests {
     #[test]
     fn prepare_keeps_fields_newer_than_the_model() {
         let dir = bundle_with(
-            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/"},"linux":{"intelRdt":{"schemata":["L3:0=f"]}}}"#,
+            r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"intelRdt":{"schemata":["L3:0=f"]}}}"#,
         );
-        let eff = prepare(dir.path(), "c1", &NodeContext::default()).unwrap();
+        let eff = prepare(dir.path(), "c1", &no_policy()).unwrap();
         assert_eq!(eff.json["linux"]["intelRdt"]["schemata"][0], "L3:0=f");
     }
 
     #[test]
     fn prepare_rejects_bad_bundles_with_reasons() {
         let dir = bundle_with(r#"{"ociVersion":"2.0.0","root":{"path":"rootfs"}}"#);
-        let err = prepare(dir.path(), "c1", &NodeContext::default()).unwrap_err();
+        let err = prepare(dir.path(), "c1", &no_policy()).unwrap_err();
         assert!(
             err.to_string().contains("unsupported ociVersion \"2.0.0\""),
             "{err}"
         );
 
         let dir = bundle_with(
-            r#"{"ociVersion":"1.0.0","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/"},"linux":{}}"#,
+            r#"{"ociVersion":"1.0.0","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{}}"#,
         );
-        let err = prepare(dir.path(), "c1", &NodeContext::default()).unwrap_err();
+        let err = prepare(dir.path(), "c1", &no_policy()).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
 
         let dir = bundle_with("not json");
-        let err = prepare(dir.path(), "c1", &NodeContext::default()).unwrap_err();
+        let err = prepare(dir.path(), "c1", &no_policy()).unwrap_err();
         assert!(
             err.to_string().contains("config.json is not valid"),
             "{err}"
         );
 
         let empty = tempfile::tempdir().unwrap();
-        let err = prepare(empty.path(), "c1", &NodeContext::default()).unwrap_err();
+        let err = prepare(empty.path(), "c1", &no_policy()).unwrap_err();
         assert!(err.to_string().contains("cannot read config.json"), "{err}");
+    }
+
+    #[test]
+    fn user_namespace_mappings_must_include_root() {
+        let linux = |maps: &str| -> oci_spec::runtime::Linux {
+            serde_json::from_str(&format!(r#"{{"uidMappings":{maps},"gidMappings":{maps}}}"#))
+                .unwrap()
+        };
+        let single_root = r#"[{"containerID":0,"hostID":1000,"size":1}]"#;
+        let range = r#"[{"containerID":0,"hostID":100000,"size":1001}]"#;
+        let no_root = r#"[{"containerID":1000,"hostID":1000,"size":1}]"#;
+        let two = r#"[{"containerID":0,"hostID":65534,"size":1},{"containerID":1000,"hostID":1000,"size":1}]"#;
+        assert!(check_id_mappings(&linux(single_root), false).is_ok());
+        assert!(check_id_mappings(&linux(range), false).is_ok());
+        let err = check_id_mappings(&linux(no_root), true).unwrap_err();
+        assert!(err.contains("does not map container id 0"), "{err}");
+        let err = check_id_mappings(&linux(two), false).unwrap_err();
+        assert!(err.contains("newuidmap"), "{err}");
+        assert!(check_id_mappings(&linux(two), true).is_ok());
+        assert!(check_id_mappings(&linux("[]"), true).is_err());
     }
 
     #[test]

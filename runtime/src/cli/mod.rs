@@ -19,9 +19,6 @@ use crate::resources::{resources_from_json, ResourceFlags};
 use crate::signal::Signal;
 use crate::stats::Event;
 
-/// Where the node configuration is looked for when `--config` is not given.
-pub const DEFAULT_NODE_CONFIG: &str = "/etc/mxc/config.toml";
-
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
@@ -44,11 +41,7 @@ fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> CliError {
 /// Runs one command; returns the exit status for the process.
 pub fn run(cli: Cli) -> Result<i32, CliError> {
     let node = NodeContext {
-        config_path: cli.global.config.clone().or_else(|| {
-            Path::new(DEFAULT_NODE_CONFIG)
-                .exists()
-                .then(|| PathBuf::from(DEFAULT_NODE_CONFIG))
-        }),
+        config_path: cli.global.config.clone(),
         default_policy: cli.global.policy.clone(),
         ..NodeContext::default()
     };
