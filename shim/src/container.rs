@@ -1,0 +1,831 @@
+//! One container of the shim: its init process, its exec processes, and the rules of their
+//! lifecycle. Operations that clone processes or change the whole process (create, start,
+//! exec, delete) go through the zygote; signals, pause, statistics and limits go straight to
+//! the engine.
+//!
+//! Events of a container are published while its lock is held, so containerd sees them in
+//! the order they happened: create before start before exit, exec-started before that
+//! process's exit.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+
+use containerd_shim_protos::events::task::{
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
+    TaskResumed, TaskStart,
+};
+use containerd_shim_protos::types::mount::Mount;
+use mxc_runtime::policy::NodeContext;
+use mxc_runtime::process::PidFd;
+use mxc_runtime::{Engine, EngineError, Signal};
+
+use crate::io::{self, Prepared, StdioPaths};
+use crate::mount::MountSpec;
+use crate::process::{timestamp, Phase, Process};
+use crate::reaper::Exit;
+use crate::task::ShimContext;
+use crate::zygote::{Call, Op, Passed, Reply};
+
+/// The annotation on the effective spec that carries the policy's `process.timeout`.
+const TIMEOUT_ANNOTATION: &str = "io.mxc.timeout-ms";
+/// How long delete waits for a killed init to be reaped, and for a logger to finish.
+const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What Create needs, decoded from the request.
+pub struct CreateSpec {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: Vec<Mount>,
+    pub stdio: StdioPaths,
+    pub config_path: Option<PathBuf>,
+}
+
+pub struct Container {
+    pub id: String,
+    pub bundle: PathBuf,
+    root: PathBuf,
+    config_path: Option<PathBuf>,
+    engine: Engine,
+    /// Whether the container has no pid namespace of its own: then its other processes
+    /// outlive the init and are killed when it exits, as containerd's runc shim does.
+    shares_pid_namespace: bool,
+    /// The policy's `process.timeout`.
+    timeout: Option<Duration>,
+    context: Weak<ShimContext>,
+    inner: Mutex<Inner>,
+    changed: Condvar,
+}
+
+pub struct Inner {
+    pub init: Process,
+    pub execs: HashMap<String, Process>,
+    pub paused: bool,
+    oom_token: Option<u64>,
+    deleted: bool,
+}
+
+impl Inner {
+    pub fn process(&self, exec_id: &str) -> Result<&Process, TaskError> {
+        if exec_id.is_empty() {
+            return Ok(&self.init);
+        }
+        self.execs
+            .get(exec_id)
+            .ok_or_else(|| TaskError::NotFound(format!("exec process {exec_id} does not exist")))
+    }
+
+    fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process, TaskError> {
+        if exec_id.is_empty() {
+            return Ok(&mut self.init);
+        }
+        self.execs
+            .get_mut(exec_id)
+            .ok_or_else(|| TaskError::NotFound(format!("exec process {exec_id} does not exist")))
+    }
+}
+
+fn failed(err: impl std::fmt::Display) -> TaskError {
+    TaskError::Failed(err.to_string())
+}
+
+/// Engine errors in containerd's terms: a container or process that is gone is "not found".
+fn engine_error(err: EngineError) -> TaskError {
+    match err {
+        EngineError::NotFound { .. } => TaskError::NotFound(err.to_string()),
+        EngineError::WrongStatus { .. } => TaskError::FailedPrecondition(err.to_string()),
+        other => TaskError::Failed(other.to_string()),
+    }
+}
+
+impl Container {
+    /// Creates the container: its streams, its root filesystem, the container itself (in a
+    /// zygote worker), and the watch on its init process.
+    pub fn create(
+        context: &Arc<ShimContext>,
+        spec: CreateSpec,
+    ) -> Result<Arc<Container>, TaskError> {
+        mxc_runtime::container::validate_id(&spec.id)
+            .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+        let root = crate::options::engine_root(&spec.bundle, &context.namespace);
+        let shares_pid_namespace = shares_pid_namespace(&spec.bundle);
+
+        let Prepared {
+            mut io,
+            fds,
+            logger,
+        } = io::prepare(&spec.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+        let logger = match logger {
+            Some(launch) => Some(start_logger(context, &spec.id, launch)?),
+            None => None,
+        };
+        let since = context.reaper.mark();
+        let call = Call {
+            root: root.clone(),
+            config_path: spec.config_path.clone(),
+            id: spec.id.clone(),
+            op: Op::Create {
+                bundle: spec.bundle.clone(),
+                rootfs: spec
+                    .rootfs
+                    .iter()
+                    .map(|m| MountSpec {
+                        kind: m.type_.clone(),
+                        source: m.source.clone(),
+                        options: m.options.clone(),
+                    })
+                    .collect(),
+                console_socket: io.console_socket(),
+            },
+            fds: Vec::new(),
+        };
+        let created =
+            context
+                .zygote
+                .call(call, fds)
+                .map_err(failed)
+                .and_then(|reply| match reply {
+                    Reply::Pid(pid) => Ok(pid),
+                    Reply::Failed(message) => Err(TaskError::Failed(message)),
+                    other => Err(failed(format!("unexpected answer {other:?}"))),
+                });
+        let pid = match created {
+            Ok(pid) => pid,
+            Err(err) => {
+                io.stop();
+                if let Some(logger) = logger {
+                    stop_logger(&logger);
+                }
+                return Err(err);
+            }
+        };
+        if let Err(err) = io.attach_console() {
+            io.stop();
+            let _ = Self::remove_failed(context, &root, &spec);
+            return Err(failed(err));
+        }
+
+        let engine = Engine::new(&root).with_node_context(NodeContext {
+            config_path: spec.config_path.clone(),
+            ..NodeContext::default()
+        });
+        let timeout = engine.state(&spec.id).ok().and_then(|state| {
+            state
+                .annotations
+                .get(TIMEOUT_ANNOTATION)
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(Duration::from_millis)
+        });
+        let mut init = Process::init(pid, spec.stdio.clone(), io);
+        init.logger = logger;
+        let container = Arc::new(Container {
+            id: spec.id.clone(),
+            bundle: spec.bundle.clone(),
+            root,
+            config_path: spec.config_path.clone(),
+            engine,
+            shares_pid_namespace,
+            timeout,
+            context: Arc::downgrade(context),
+            inner: Mutex::new(Inner {
+                init,
+                execs: HashMap::new(),
+                paused: false,
+                oom_token: None,
+                deleted: false,
+            }),
+            changed: Condvar::new(),
+        });
+
+        let mut inner = container.lock();
+        context.publisher.publish(TaskCreate {
+            container_id: spec.id.clone(),
+            bundle: spec.bundle.to_string_lossy().into_owned(),
+            rootfs: spec.rootfs.clone(),
+            io: Some(TaskIO {
+                stdin: spec.stdio.stdin.clone(),
+                stdout: spec.stdio.stdout.clone(),
+                stderr: spec.stdio.stderr.clone(),
+                terminal: spec.stdio.terminal,
+                ..Default::default()
+            })
+            .into(),
+            pid: pid as u32,
+            ..Default::default()
+        });
+        if let Some(exit) = container.watch(context, String::new(), pid, since) {
+            container.exited(&mut inner, "", exit);
+        }
+        drop(inner);
+        tracing::info!(pid, "container created");
+        Ok(container)
+    }
+
+    /// Removes what a create left when it failed after the container existed.
+    fn remove_failed(
+        context: &Arc<ShimContext>,
+        root: &Path,
+        spec: &CreateSpec,
+    ) -> Result<(), TaskError> {
+        let call = Call {
+            root: root.to_path_buf(),
+            config_path: spec.config_path.clone(),
+            id: spec.id.clone(),
+            op: Op::Delete {
+                rootfs: Some(spec.bundle.join("rootfs")),
+            },
+            fds: Vec::new(),
+        };
+        context
+            .zygote
+            .call(call, Passed::default())
+            .map(drop)
+            .map_err(failed)
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers for the exit of `pid` (the init when `exec_id` is empty); returns the exit
+    /// if it already happened.
+    fn watch(
+        self: &Arc<Self>,
+        context: &ShimContext,
+        exec_id: String,
+        pid: i32,
+        since: u64,
+    ) -> Option<Exit> {
+        let weak = Arc::downgrade(self);
+        context.reaper.watch(pid, since, move |exit| {
+            if let Some(container) = weak.upgrade() {
+                let mut inner = container.lock();
+                container.exited(&mut inner, &exec_id, exit);
+            }
+        })
+    }
+
+    /// Records an exit, publishes it and wakes the waiters. Called with the lock held.
+    fn exited(&self, inner: &mut Inner, exec_id: &str, exit: Exit) {
+        let Ok(process) = inner.process_mut(exec_id) else {
+            return;
+        };
+        if process.is_stopped() {
+            return;
+        }
+        process.phase = Phase::Stopped(exit);
+        let span = tracing::info_span!("exit", id = %self.id);
+        let _entered = span.enter();
+        tracing::info!(
+            exec_id,
+            pid = exit.pid,
+            status = exit.status,
+            "process exited"
+        );
+        if exec_id.is_empty() && self.shares_pid_namespace {
+            // Without a pid namespace of its own, the container's other processes survive
+            // its init; containerd expects them gone.
+            if let Err(err) = self.engine.kill(&self.id, Signal::KILL, true) {
+                tracing::debug!(error = %err, "killing the rest of the container");
+            }
+        }
+        if let Some(context) = self.context.upgrade() {
+            context.publisher.publish(TaskExit {
+                container_id: self.id.clone(),
+                id: if exec_id.is_empty() {
+                    self.id.clone()
+                } else {
+                    exec_id.to_string()
+                },
+                pid: exit.pid as u32,
+                exit_status: exit.status,
+                exited_at: Some(timestamp(exit.at)).into(),
+                ..Default::default()
+            });
+        }
+        self.changed.notify_all();
+    }
+
+    /// Start: the init runs the workload, or an exec process is created and runs.
+    pub fn start(self: &Arc<Self>, exec_id: &str) -> Result<i32, TaskError> {
+        let context = self.context()?;
+        if exec_id.is_empty() {
+            self.start_init(&context)
+        } else {
+            self.start_exec(&context, exec_id)
+        }
+    }
+
+    fn start_init(self: &Arc<Self>, context: &Arc<ShimContext>) -> Result<i32, TaskError> {
+        let mut inner = self.lock();
+        match inner.init.phase {
+            Phase::Created => {}
+            Phase::Running => {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "container {} is already started",
+                    self.id
+                )))
+            }
+            Phase::Stopped(_) => {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "container {}: its init process has exited",
+                    self.id
+                )))
+            }
+        }
+        match context.zygote.call(self.call(Op::Start), Passed::default()) {
+            Ok(Reply::Done) => {}
+            Ok(Reply::Failed(message)) => return Err(TaskError::Failed(message)),
+            Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
+            Err(err) => return Err(failed(err)),
+        }
+        let pid = inner.init.pid;
+        inner.init.phase = Phase::Running;
+        context.publisher.publish(TaskStart {
+            container_id: self.id.clone(),
+            pid: pid as u32,
+            ..Default::default()
+        });
+        inner.oom_token = self.watch_oom(context, pid);
+        if let Some(limit) = self.timeout {
+            self.enforce_timeout(limit);
+        }
+        tracing::info!(pid, "container started");
+        Ok(pid)
+    }
+
+    fn start_exec(
+        self: &Arc<Self>,
+        context: &Arc<ShimContext>,
+        exec_id: &str,
+    ) -> Result<i32, TaskError> {
+        let mut inner = self.lock();
+        if inner.init.phase != Phase::Running {
+            return Err(TaskError::FailedPrecondition(format!(
+                "container {} is not running",
+                self.id
+            )));
+        }
+        let process = inner.process_mut(exec_id)?;
+        if process.phase != Phase::Created {
+            return Err(TaskError::FailedPrecondition(format!(
+                "exec process {exec_id} was already started"
+            )));
+        }
+        let spec = process.spec.take().unwrap_or_default();
+        let Prepared {
+            mut io,
+            fds,
+            logger,
+        } = io::prepare(&process.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+        let logger = match logger {
+            Some(launch) => Some(start_logger(context, &self.id, launch)?),
+            None => None,
+        };
+        let since = context.reaper.mark();
+        let op = Op::Exec {
+            process: spec,
+            console_socket: io.console_socket(),
+        };
+        let reply = context.zygote.call(self.call(op), fds);
+        let pid = match reply {
+            Ok(Reply::Pid(pid)) => pid,
+            other => {
+                io.stop();
+                if let Some(logger) = &logger {
+                    stop_logger(logger);
+                }
+                return Err(match other {
+                    Ok(Reply::Failed(message)) => TaskError::Failed(message),
+                    Ok(reply) => failed(format!("unexpected answer {reply:?}")),
+                    Err(err) => failed(err),
+                });
+            }
+        };
+        if let Err(err) = io.attach_console() {
+            tracing::warn!(exec_id, error = %err, "the exec process's terminal did not arrive");
+        }
+        let process = inner.process_mut(exec_id)?;
+        process.io = io;
+        process.logger = logger;
+        process.started(pid);
+        context.publisher.publish(TaskExecStarted {
+            container_id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            pid: pid as u32,
+            ..Default::default()
+        });
+        if let Some(exit) = self.watch(context, exec_id.to_string(), pid, since) {
+            self.exited(&mut inner, exec_id, exit);
+        }
+        tracing::info!(exec_id, pid, "exec process started");
+        Ok(pid)
+    }
+
+    /// Exec: registers a process to run on Start.
+    pub fn add_exec(
+        &self,
+        exec_id: &str,
+        stdio: StdioPaths,
+        spec: serde_json::Value,
+    ) -> Result<(), TaskError> {
+        let context = self.context()?;
+        let mut inner = self.lock();
+        if inner.init.phase != Phase::Running {
+            return Err(TaskError::FailedPrecondition(format!(
+                "container {} is not running",
+                self.id
+            )));
+        }
+        if inner.execs.contains_key(exec_id) {
+            return Err(TaskError::AlreadyExists(format!(
+                "exec process {exec_id} already exists"
+            )));
+        }
+        inner.execs.insert(
+            exec_id.to_string(),
+            Process::exec(exec_id.to_string(), stdio, spec),
+        );
+        context.publisher.publish(TaskExecAdded {
+            container_id: self.id.clone(),
+            exec_id: exec_id.to_string(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    /// Kill: a signal to the init (to every process of the container with `all`) or to an
+    /// exec process.
+    pub fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), TaskError> {
+        let signal = i32::try_from(signal)
+            .ok()
+            .and_then(Signal::from_raw)
+            .ok_or_else(|| TaskError::InvalidArgument(format!("invalid signal {signal}")))?;
+        let inner = self.lock();
+        let process = inner.process(exec_id)?;
+        if process.is_stopped() && !all {
+            return Err(TaskError::NotFound("process already finished".into()));
+        }
+        if !exec_id.is_empty() {
+            if process.phase == Phase::Created {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "exec process {exec_id} has not started"
+                )));
+            }
+            return process.signal(signal.as_raw()).map_err(|err| {
+                if err.raw_os_error() == Some(libc::ESRCH) {
+                    TaskError::NotFound("process already finished".into())
+                } else {
+                    failed(err)
+                }
+            });
+        }
+        tracing::info!(signal = %signal, all, "kill");
+        match self.engine.kill(&self.id, signal, all) {
+            Ok(()) => Ok(()),
+            Err(EngineError::WrongStatus { .. }) => {
+                Err(TaskError::NotFound("process already finished".into()))
+            }
+            Err(err) => Err(engine_error(err)),
+        }
+    }
+
+    /// Delete of an exec process: forgets it once it has exited (or never started).
+    pub fn delete_exec(&self, exec_id: &str) -> Result<(i32, Option<Exit>), TaskError> {
+        let mut inner = self.lock();
+        let process = inner.process(exec_id)?;
+        if process.phase == Phase::Running {
+            return Err(TaskError::FailedPrecondition(format!(
+                "cannot delete exec process {exec_id}: it is running"
+            )));
+        }
+        let mut process = inner.execs.remove(exec_id).expect("checked above");
+        process.io.stop();
+        let logger = process.logger.take();
+        drop(inner);
+        if let Some(logger) = logger {
+            stop_logger(&logger);
+        }
+        Ok((process.pid, process.exit()))
+    }
+
+    /// Delete of the container: removes everything (processes, cgroups, state, the root
+    /// filesystem mount) and publishes `/tasks/delete`. A running container must be killed
+    /// first; one that was created and never started is killed here.
+    pub fn delete(&self) -> Result<(i32, Exit), TaskError> {
+        let context = self.context()?;
+        {
+            let inner = self.lock();
+            if inner.deleted {
+                return Err(TaskError::NotFound(format!(
+                    "container {} does not exist",
+                    self.id
+                )));
+            }
+            if inner.init.phase == Phase::Running {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "cannot delete container {}: it is running (kill it first)",
+                    self.id
+                )));
+            }
+        }
+        let op = Op::Delete {
+            rootfs: Some(self.bundle.join("rootfs")),
+        };
+        match context.zygote.call(self.call(op), Passed::default()) {
+            Ok(Reply::Done) => {}
+            Ok(Reply::Failed(message)) => return Err(TaskError::Failed(message)),
+            Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
+            Err(err) => return Err(failed(err)),
+        }
+        let inner = self.lock();
+        // A created init was just killed: its exit is on its way through the reaper.
+        let (mut inner, _) = self
+            .changed
+            .wait_timeout_while(inner, EXIT_WAIT, |inner| !inner.init.is_stopped())
+            .unwrap_or_else(|e| e.into_inner());
+        let exit = inner.init.exit().unwrap_or(Exit {
+            pid: inner.init.pid,
+            status: 128 + libc::SIGKILL as u32,
+            at: SystemTime::now(),
+        });
+        inner.deleted = true;
+        let mut loggers = Vec::new();
+        inner.init.io.stop();
+        loggers.extend(inner.init.logger.take());
+        for process in inner.execs.values_mut() {
+            process.io.stop();
+            loggers.extend(process.logger.take());
+            if !process.is_stopped() && process.pid > 0 {
+                context.reaper.forget(process.pid);
+            }
+        }
+        if let Some(token) = inner.oom_token.take() {
+            if let Some(Some(monitor)) = context.oom.get() {
+                monitor.unwatch(token);
+            }
+        }
+        context.publisher.publish(TaskDelete {
+            container_id: self.id.clone(),
+            id: self.id.clone(),
+            pid: inner.init.pid as u32,
+            exit_status: exit.status,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        });
+        self.changed.notify_all();
+        drop(inner);
+        for logger in loggers {
+            stop_logger(&logger);
+        }
+        tracing::info!("container deleted");
+        Ok((exit.pid, exit))
+    }
+
+    /// Wait: blocks until the process has exited.
+    pub fn wait(&self, exec_id: &str) -> Result<Exit, TaskError> {
+        let mut inner = self.lock();
+        loop {
+            let process = inner.process(exec_id)?;
+            if let Some(exit) = process.exit() {
+                return Ok(exit);
+            }
+            if inner.deleted {
+                return Err(TaskError::NotFound(format!(
+                    "container {} was deleted",
+                    self.id
+                )));
+            }
+            inner = self.changed.wait(inner).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    pub fn pause(&self) -> Result<(), TaskError> {
+        let context = self.context()?;
+        let mut inner = self.lock();
+        self.engine.pause(&self.id).map_err(engine_error)?;
+        inner.paused = true;
+        context.publisher.publish(TaskPaused {
+            container_id: self.id.clone(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    pub fn resume(&self) -> Result<(), TaskError> {
+        let context = self.context()?;
+        let mut inner = self.lock();
+        self.engine.resume(&self.id).map_err(engine_error)?;
+        inner.paused = false;
+        context.publisher.publish(TaskResumed {
+            container_id: self.id.clone(),
+            ..Default::default()
+        });
+        Ok(())
+    }
+
+    pub fn pids(&self) -> Result<Vec<(i32, Option<String>)>, TaskError> {
+        let pids = self.engine.pids(&self.id).map_err(engine_error)?;
+        let inner = self.lock();
+        Ok(pids
+            .into_iter()
+            .map(|pid| {
+                let exec_id = inner
+                    .execs
+                    .values()
+                    .find(|p| p.pid == pid && !p.is_stopped())
+                    .map(|p| p.exec_id.clone());
+                (pid, exec_id)
+            })
+            .collect())
+    }
+
+    pub fn stats(&self) -> Result<mxc_runtime::stats::RuncStats, TaskError> {
+        self.engine.stats(&self.id).map_err(engine_error)
+    }
+
+    /// Update: new resource limits, given as the JSON of an OCI `LinuxResources`.
+    pub fn update(&self, resources: &[u8]) -> Result<(), TaskError> {
+        let resources = serde_json::from_slice(resources)
+            .map_err(|e| TaskError::InvalidArgument(format!("resources: {e}")))?;
+        self.engine
+            .update(&self.id, &resources)
+            .map_err(engine_error)
+    }
+
+    pub fn init_pid(&self) -> i32 {
+        self.lock().init.pid
+    }
+
+    fn context(&self) -> Result<Arc<ShimContext>, TaskError> {
+        self.context
+            .upgrade()
+            .ok_or_else(|| TaskError::Failed("the shim is shutting down".into()))
+    }
+
+    fn call(&self, op: Op) -> Call {
+        Call {
+            root: self.root.clone(),
+            config_path: self.config_path.clone(),
+            id: self.id.clone(),
+            op,
+            fds: Vec::new(),
+        }
+    }
+
+    fn watch_oom(&self, context: &Arc<ShimContext>, pid: i32) -> Option<u64> {
+        let monitor = context.oom_monitor()?;
+        let publisher = context.publisher.clone();
+        let id = self.id.clone();
+        let on_oom = Arc::new(move || {
+            tracing::warn!(id = %id, "the OOM killer acted in the container");
+            publisher.publish(TaskOOM {
+                container_id: id.clone(),
+                ..Default::default()
+            });
+        });
+        match monitor.watch(pid, on_oom) {
+            Ok(token) => token,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot watch the container for OOM kills");
+                None
+            }
+        }
+    }
+
+    /// `process.timeout`: once `limit` has passed since start, every process of the
+    /// container is killed (the init's exit status is then 137).
+    fn enforce_timeout(self: &Arc<Self>, limit: Duration) {
+        let container = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("timeout".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let Some(container) = container.upgrade() else {
+                    return;
+                };
+                let inner = container.lock();
+                let (inner, result) = container
+                    .changed
+                    .wait_timeout_while(inner, limit, |inner| {
+                        !inner.init.is_stopped() && !inner.deleted
+                    })
+                    .unwrap_or_else(|e| e.into_inner());
+                let expired = result.timed_out() && !inner.init.is_stopped() && !inner.deleted;
+                drop(inner);
+                if expired {
+                    let span = tracing::info_span!("timeout", id = %container.id);
+                    let _entered = span.enter();
+                    tracing::warn!(
+                        timeout_ms = limit.as_millis() as u64,
+                        "process.timeout expired: killing every process of the container"
+                    );
+                    if let Err(err) = container.engine.kill(&container.id, Signal::KILL, true) {
+                        tracing::error!(error = %err, "killing the container after its timeout");
+                    }
+                }
+            });
+        if let Err(err) = spawned {
+            tracing::error!(error = %err, "cannot enforce process.timeout: no thread");
+        }
+    }
+}
+
+/// Starts a `binary://` logger through the zygote and waits until it says it is ready.
+fn start_logger(
+    context: &ShimContext,
+    id: &str,
+    launch: io::LoggerLaunch,
+) -> Result<PidFd, TaskError> {
+    let call = Call {
+        root: PathBuf::new(),
+        config_path: None,
+        id: id.to_string(),
+        op: Op::SpawnLogger {
+            path: launch.path.clone(),
+            args: launch.args.clone(),
+            env: vec![
+                ("CONTAINER_ID".into(), id.to_string()),
+                ("CONTAINER_NAMESPACE".into(), context.namespace.clone()),
+            ],
+        },
+        fds: Vec::new(),
+    };
+    let pid = match context.zygote.call(call, launch.fds) {
+        Ok(Reply::Pid(pid)) => pid,
+        Ok(Reply::Failed(message)) => return Err(TaskError::InvalidArgument(message)),
+        Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
+        Err(err) => return Err(failed(err)),
+    };
+    let pidfd = PidFd::open(pid).map_err(failed)?;
+    // The logger closes (or writes to) its fd 5 once it is ready.
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&launch.ready),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, EXIT_WAIT.as_millis() as i32) };
+    if ready <= 0 {
+        let _ = pidfd.send_signal(libc::SIGKILL);
+        return Err(TaskError::Failed(format!(
+            "the logging binary {} did not get ready",
+            launch.path.display()
+        )));
+    }
+    Ok(pidfd)
+}
+
+/// Lets a logger finish the output it has (its pipes are closed once the process is gone),
+/// then stops it as containerd does: SIGTERM, and SIGKILL if it lingers.
+fn stop_logger(logger: &PidFd) {
+    for signal in [0, libc::SIGTERM, libc::SIGKILL] {
+        if signal != 0 {
+            let _ = logger.send_signal(signal);
+        }
+        if logger.wait_exit(Some(EXIT_WAIT)).unwrap_or(true) {
+            return;
+        }
+    }
+}
+
+/// Whether the bundle's spec leaves the container in another pid namespace (the host's, or
+/// one it joins by path).
+fn shares_pid_namespace(bundle: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
+        return false;
+    };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return false;
+    };
+    let namespaces = spec
+        .pointer("/linux/namespaces")
+        .and_then(|n| n.as_array())
+        .cloned()
+        .unwrap_or_default();
+    !namespaces.iter().any(|ns| {
+        ns["type"] == "pid"
+            && ns
+                .get("path")
+                .and_then(|p| p.as_str())
+                .unwrap_or("")
+                .is_empty()
+    })
+}

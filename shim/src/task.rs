@@ -1,0 +1,405 @@
+//! containerd's task API (v2), one method per request: decode, find the container, call it,
+//! encode. Everything a container does is in `container.rs`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+
+use containerd_shim_protos::api::{
+    CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
+    CreateTaskResponse, DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest,
+    PauseRequest, PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest,
+    StartRequest, StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse,
+    UpdateTaskRequest, WaitRequest, WaitResponse,
+};
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::MessageDyn;
+use containerd_shim_protos::shim::oci::ProcessDetails;
+use containerd_shim_protos::ttrpc::{self, TtrpcContext};
+use containerd_shim_protos::types::task::ProcessInfo;
+use containerd_shim_protos::Task;
+
+use crate::container::{Container, CreateSpec, TaskError};
+use crate::events::Publisher;
+use crate::io::StdioPaths;
+use crate::oom::OomMonitor;
+use crate::process::timestamp;
+use crate::reaper::Reaper;
+use crate::zygote::Zygote;
+
+/// What every container of the shim shares.
+pub struct ShimContext {
+    pub namespace: String,
+    pub zygote: Zygote,
+    pub reaper: Arc<Reaper>,
+    pub publisher: Publisher,
+    pub oom: OnceLock<Option<Arc<OomMonitor>>>,
+}
+
+impl ShimContext {
+    /// The OOM monitor, started on first use.
+    pub fn oom_monitor(&self) -> Option<Arc<OomMonitor>> {
+        self.oom
+            .get_or_init(|| match OomMonitor::start() {
+                Ok(monitor) => Some(monitor),
+                Err(err) => {
+                    tracing::warn!(error = %err, "no OOM notifications: cannot start the monitor");
+                    None
+                }
+            })
+            .clone()
+    }
+}
+
+/// Set when the shim should exit (Shutdown with no container left).
+#[derive(Default)]
+pub struct ExitSignal {
+    done: Mutex<bool>,
+    cond: Condvar,
+}
+
+impl ExitSignal {
+    pub fn signal(&self) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        self.cond.notify_all();
+    }
+
+    pub fn wait(&self) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while !*done {
+            done = self.cond.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+pub struct TaskService {
+    context: Arc<ShimContext>,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    exit: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    pub fn new(context: Arc<ShimContext>, exit: Arc<ExitSignal>) -> TaskService {
+        TaskService {
+            context,
+            containers: Mutex::new(HashMap::new()),
+            exit,
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>> {
+        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn container(&self, id: &str) -> Result<Arc<Container>, TaskError> {
+        self.map()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| TaskError::NotFound(format!("container {id} does not exist")))
+    }
+}
+
+impl From<TaskError> for ttrpc::Error {
+    fn from(err: TaskError) -> ttrpc::Error {
+        let code = match &err {
+            TaskError::NotFound(_) => ttrpc::Code::NOT_FOUND,
+            TaskError::AlreadyExists(_) => ttrpc::Code::ALREADY_EXISTS,
+            TaskError::FailedPrecondition(_) => ttrpc::Code::FAILED_PRECONDITION,
+            TaskError::InvalidArgument(_) => ttrpc::Code::INVALID_ARGUMENT,
+            TaskError::Unimplemented(_) => ttrpc::Code::UNIMPLEMENTED,
+            TaskError::Failed(_) => ttrpc::Code::UNKNOWN,
+        };
+        ttrpc::Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
+    }
+}
+
+type TtrpcResult<T> = ttrpc::Result<T>;
+
+/// Logs a request's failure (with the container's id) and hands it to ttrpc.
+fn reply<T>(operation: &str, result: Result<T, TaskError>) -> TtrpcResult<T> {
+    result.map_err(|err| {
+        match &err {
+            TaskError::NotFound(_) | TaskError::FailedPrecondition(_) => {
+                tracing::debug!(operation, error = %err, "request refused")
+            }
+            _ => tracing::error!(operation, error = %err, "request failed"),
+        }
+        err.into()
+    })
+}
+
+fn to_any(message: &dyn MessageDyn) -> Result<Any, TaskError> {
+    let mut any = Any::new();
+    any.type_url = message.descriptor_dyn().full_name().to_string();
+    any.value = message
+        .write_to_bytes_dyn()
+        .map_err(|e| TaskError::Failed(e.to_string()))?;
+    Ok(any)
+}
+
+impl Task for TaskService {
+    fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
+        let span = tracing::info_span!("create", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
+                return Err(TaskError::Unimplemented(
+                    "checkpoint and restore are not supported by containerd-shim-mxc-v1".into(),
+                ));
+            }
+            if self.map().contains_key(&req.id) {
+                return Err(TaskError::AlreadyExists(format!(
+                    "container {} already exists",
+                    req.id
+                )));
+            }
+            let options = crate::options::decode(req.options.as_ref())
+                .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+            let spec = CreateSpec {
+                id: req.id.clone(),
+                bundle: PathBuf::from(&req.bundle),
+                rootfs: req.rootfs.clone(),
+                stdio: StdioPaths {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                },
+                config_path: options.config_path,
+            };
+            let container = Container::create(&self.context, spec)?;
+            let pid = container.init_pid();
+            self.map().insert(req.id.clone(), container);
+            Ok(CreateTaskResponse {
+                pid: pid as u32,
+                ..Default::default()
+            })
+        })();
+        reply("create", result)
+    }
+
+    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        let span = tracing::info_span!("start", id = %req.id);
+        let _entered = span.enter();
+        let result = self.container(&req.id).and_then(|c| c.start(&req.exec_id));
+        reply("start", result).map(|pid| StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        let span = tracing::info_span!("delete", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let container = self.container(&req.id)?;
+            let mut response = DeleteResponse::new();
+            if req.exec_id.is_empty() {
+                let (pid, exit) = container.delete()?;
+                self.map().remove(&req.id);
+                response.pid = pid as u32;
+                response.exit_status = exit.status;
+                response.exited_at = Some(timestamp(exit.at)).into();
+            } else {
+                let (pid, exit) = container.delete_exec(&req.exec_id)?;
+                response.pid = pid.max(0) as u32;
+                if let Some(exit) = exit {
+                    response.exit_status = exit.status;
+                    response.exited_at = Some(timestamp(exit.at)).into();
+                }
+            }
+            Ok(response)
+        })();
+        reply("delete", result)
+    }
+
+    fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let span = tracing::info_span!("pids", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let pids = self.container(&req.id)?.pids()?;
+            let mut response = PidsResponse::new();
+            for (pid, exec_id) in pids {
+                let mut info = ProcessInfo::new();
+                info.pid = pid as u32;
+                if let Some(exec_id) = exec_id {
+                    let details = ProcessDetails {
+                        exec_id,
+                        ..Default::default()
+                    };
+                    info.info = Some(to_any(&details)?).into();
+                }
+                response.processes.push(info);
+            }
+            Ok(response)
+        })();
+        reply("pids", result)
+    }
+
+    fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("pause", id = %req.id);
+        let _entered = span.enter();
+        let result = self.container(&req.id).and_then(|c| c.pause());
+        reply("pause", result).map(|()| Empty::new())
+    }
+
+    fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("resume", id = %req.id);
+        let _entered = span.enter();
+        let result = self.container(&req.id).and_then(|c| c.resume());
+        reply("resume", result).map(|()| Empty::new())
+    }
+
+    fn checkpoint(&self, _ctx: &TtrpcContext, req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("checkpoint", id = %req.id);
+        let _entered = span.enter();
+        reply(
+            "checkpoint",
+            Err(TaskError::Unimplemented(
+                "checkpoint is not supported by containerd-shim-mxc-v1".into(),
+            )),
+        )
+    }
+
+    fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("kill", id = %req.id);
+        let _entered = span.enter();
+        let result = self
+            .container(&req.id)
+            .and_then(|c| c.kill(&req.exec_id, req.signal, req.all));
+        reply("kill", result).map(|()| Empty::new())
+    }
+
+    fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("exec", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let container = self.container(&req.id)?;
+            let spec = req.spec.as_ref().ok_or_else(|| {
+                TaskError::InvalidArgument("exec request without a process spec".into())
+            })?;
+            let mut process: serde_json::Value = serde_json::from_slice(&spec.value)
+                .map_err(|e| TaskError::InvalidArgument(format!("exec process spec: {e}")))?;
+            if !process.is_object() {
+                return Err(TaskError::InvalidArgument(
+                    "exec process spec is not a JSON object".into(),
+                ));
+            }
+            process["terminal"] = serde_json::Value::Bool(req.terminal);
+            let stdio = StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            };
+            container.add_exec(&req.exec_id, stdio, process)
+        })();
+        reply("exec", result).map(|()| Empty::new())
+    }
+
+    fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("resize_pty", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let container = self.container(&req.id)?;
+            let inner = container.lock();
+            inner
+                .process(&req.exec_id)?
+                .io
+                .resize(req.width, req.height)
+                .map_err(|e| TaskError::FailedPrecondition(e.to_string()))
+        })();
+        reply("resize_pty", result).map(|()| Empty::new())
+    }
+
+    fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("close_io", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let container = self.container(&req.id)?;
+            let inner = container.lock();
+            let process = inner.process(&req.exec_id)?;
+            if req.stdin {
+                process.io.close_stdin();
+            }
+            Ok(())
+        })();
+        reply("close_io", result).map(|()| Empty::new())
+    }
+
+    fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let span = tracing::info_span!("update", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let container = self.container(&req.id)?;
+            let data = req
+                .resources
+                .as_ref()
+                .map(|r| r.value.as_slice())
+                .unwrap_or(b"{}");
+            container.update(data)
+        })();
+        reply("update", result).map(|()| Empty::new())
+    }
+
+    fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        let span = tracing::info_span!("wait", id = %req.id);
+        let _entered = span.enter();
+        let result = self.container(&req.id).and_then(|c| c.wait(&req.exec_id));
+        reply("wait", result).map(|exit| WaitResponse {
+            exit_status: exit.status,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let span = tracing::info_span!("stats", id = %req.id);
+        let _entered = span.enter();
+        let result = (|| {
+            let stats = self.container(&req.id)?.stats()?;
+            let metrics = crate::stats::metrics(&stats);
+            let mut response = StatsResponse::new();
+            response.stats = Some(to_any(&metrics)?).into();
+            Ok(response)
+        })();
+        reply("stats", result)
+    }
+
+    fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        let result = (|| {
+            let container = self.container(&req.id)?;
+            let inner = container.lock();
+            let bundle = container.bundle.to_string_lossy();
+            Ok(inner
+                .process(&req.exec_id)?
+                .state(&container.id, &bundle, inner.paused))
+        })();
+        reply("state", result)
+    }
+
+    fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let task_pid = self.container(&req.id).map(|c| c.init_pid()).unwrap_or(0);
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid: task_pid.max(0) as u32,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
+        let remaining = self.map().len();
+        if remaining == 0 || req.now {
+            tracing::info!("shutting down");
+            self.exit.signal();
+        } else {
+            tracing::debug!(remaining, "shutdown requested; containers remain");
+        }
+        Ok(Empty::new())
+    }
+}
