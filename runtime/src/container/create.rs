@@ -206,7 +206,7 @@ impl Engine {
             if let Some(init) = record.init.and_then(|i| i.open_pidfd()) {
                 let _ = init.send_signal(libc::SIGKILL);
             }
-            let _ = self.kill_cgroup_processes(&record, std::time::Duration::from_secs(5));
+            let _ = self.kill_cgroup_processes(&record, std::time::Duration::from_secs(5), true);
             let left = cgroup::remove_dirs(&record.cgroup_path, std::time::Duration::from_secs(2));
             for dir in left {
                 tracing::warn!(dir = %dir.display(), "cgroup directory could not be removed");

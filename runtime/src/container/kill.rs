@@ -43,10 +43,14 @@ impl Engine {
     }
 
     /// SIGKILLs every process of the container until none is left, or `timeout` passes.
+    /// With `reap`, those that are this process's children are reaped too (a failed create,
+    /// whose caller has no handle to wait on); otherwise their exit status is left to the
+    /// caller's [`super::Container::wait`].
     pub(crate) fn kill_cgroup_processes(
         &self,
         record: &ContainerRecord,
         timeout: Duration,
+        reap: bool,
     ) -> Result<(), EngineError> {
         let deadline = Instant::now() + timeout;
         let init_fd = record.init.and_then(|init| init.open_pidfd());
@@ -63,13 +67,15 @@ impl Engine {
             if cgroup::is_frozen(&record.cgroup_path) {
                 cgroup::thaw(record);
             }
-            // Reap any that are our children (the init when this process created it).
-            for &pid in &pids {
-                // SAFETY: non-blocking waitpid; ECHILD for others' children is ignored.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-            }
-            if let Some(fd) = &init_fd {
-                let _ = fd.reap(false);
+            if reap {
+                // The init and exec processes are children of the process that created them.
+                for &pid in &pids {
+                    // SAFETY: non-blocking waitpid; ECHILD for others' children is ignored.
+                    unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+                }
+                if let Some(fd) = &init_fd {
+                    let _ = fd.reap(false);
+                }
             }
             let init_alive = record.init.is_some_and(|init| init.is_alive());
             if pids.is_empty() && !init_alive {

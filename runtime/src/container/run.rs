@@ -3,6 +3,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tracing::instrument;
@@ -145,6 +146,10 @@ impl Engine {
             }
         })();
         let deleted = self.delete(id, true);
+        if let Some(pidfd) = container.pidfd() {
+            // Interrupted or failed half-way: the init died in delete; collect it.
+            let _ = pidfd.reap(false);
+        }
         drop(guard);
         drop(stop);
         match (outcome, deleted) {
@@ -155,23 +160,32 @@ impl Engine {
     }
 }
 
-/// The write end of the self-pipe that the signal handler writes to.
-static STOP_PIPE: AtomicI32 = AtomicI32::new(-1);
+/// Write ends of the self-pipes of the one-shot runs in progress in this process; the signal
+/// handler writes the signal number to each. A fixed array, because a handler may not lock.
+const MAX_RUNS: usize = 64;
+static STOP_PIPES: [AtomicI32; MAX_RUNS] = [const { AtomicI32::new(-1) }; MAX_RUNS];
+
+/// How many runs have the handlers installed, and the dispositions to restore after the last.
+static HANDLERS: Mutex<(usize, Vec<(i32, libc::sigaction)>)> = Mutex::new((0, Vec::new()));
 
 extern "C" fn on_stop_signal(sig: libc::c_int) {
-    let fd = STOP_PIPE.load(Ordering::Relaxed);
-    if fd >= 0 {
-        let byte = sig as u8;
-        // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking.
-        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    let byte = sig as u8;
+    for slot in &STOP_PIPES {
+        let fd = slot.load(Ordering::Relaxed);
+        if fd >= 0 {
+            // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking.
+            unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+        }
     }
 }
 
-/// SIGINT, SIGTERM and SIGHUP caught into a pipe for as long as this lives.
+/// SIGINT, SIGTERM and SIGHUP caught into a pipe for as long as this lives. Several runs in
+/// one process each get every signal; the handlers go when the last run ends.
 struct StopSignals {
     read: OwnedFd,
-    write: OwnedFd,
-    previous: Vec<(i32, libc::sigaction)>,
+    /// Kept open while its number sits in `STOP_PIPES`.
+    _write: OwnedFd,
+    slot: usize,
 }
 
 impl StopSignals {
@@ -183,25 +197,34 @@ impl StopSignals {
         }
         // SAFETY: both descriptors were just created and are owned here.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        STOP_PIPE.store(write.as_raw_fd(), Ordering::SeqCst);
-        let mut previous = Vec::new();
-        for sig in STOP_SIGNALS {
-            // SAFETY: installing a handler that only calls write(2); the old action is kept.
-            unsafe {
-                let mut action: libc::sigaction = std::mem::zeroed();
-                action.sa_sigaction = on_stop_signal as *const () as usize;
-                action.sa_flags = libc::SA_RESTART;
-                libc::sigemptyset(&mut action.sa_mask);
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &action, &mut old) == 0 {
-                    previous.push((sig, old));
+        let slot = STOP_PIPES
+            .iter()
+            .position(|slot| {
+                slot.compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            })
+            .ok_or_else(|| std::io::Error::other("too many one-shot runs at once"))?;
+        let mut handlers = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+        if handlers.0 == 0 {
+            for sig in STOP_SIGNALS {
+                // SAFETY: installing a handler that only calls write(2); the old one is kept.
+                unsafe {
+                    let mut action: libc::sigaction = std::mem::zeroed();
+                    action.sa_sigaction = on_stop_signal as *const () as usize;
+                    action.sa_flags = libc::SA_RESTART;
+                    libc::sigemptyset(&mut action.sa_mask);
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, &action, &mut old) == 0 {
+                        handlers.1.push((sig, old));
+                    }
                 }
             }
         }
+        handlers.0 += 1;
         Ok(StopSignals {
             read,
-            write,
-            previous,
+            _write: write,
+            slot,
         })
     }
 
@@ -220,12 +243,15 @@ impl StopSignals {
 
 impl Drop for StopSignals {
     fn drop(&mut self) {
-        for (sig, old) in &self.previous {
-            // SAFETY: restoring the action saved at install.
-            unsafe { libc::sigaction(*sig, old, std::ptr::null_mut()) };
+        let mut handlers = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
+        handlers.0 -= 1;
+        if handlers.0 == 0 {
+            for (sig, old) in handlers.1.drain(..) {
+                // SAFETY: restoring the action saved when the first run installed ours.
+                unsafe { libc::sigaction(sig, &old, std::ptr::null_mut()) };
+            }
         }
-        STOP_PIPE.store(-1, Ordering::SeqCst);
-        let _ = self.write.as_raw_fd();
+        STOP_PIPES[self.slot].store(-1, Ordering::SeqCst);
     }
 }
 
@@ -247,11 +273,14 @@ mod tests {
     #[test]
     fn stop_signals_are_caught_and_handlers_restored() {
         let stop = StopSignals::install().unwrap();
+        let other = StopSignals::install().unwrap();
         assert_eq!(stop.received(), None);
         // SAFETY: raising a signal whose handler is installed above.
         unsafe { libc::raise(libc::SIGHUP) };
         assert_eq!(stop.received(), Some(libc::SIGHUP));
+        assert_eq!(other.received(), Some(libc::SIGHUP), "every run hears it");
         drop(stop);
+        drop(other);
         // SAFETY: reading the current disposition only.
         let current = unsafe {
             let mut old: libc::sigaction = std::mem::zeroed();

@@ -145,6 +145,17 @@ impl Runtime {
             }
         }
         assert_no_cgroups(id);
+        assert_no_mounts(&[self.root.path().to_str().unwrap(), id]);
+    }
+}
+
+/// No mount in this (the host's) mount namespace mentions any of `needles`.
+pub fn assert_no_mounts(needles: &[&str]) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for line in info.lines() {
+        for needle in needles {
+            assert!(!line.contains(needle), "mount left: {line}");
+        }
     }
 }
 
