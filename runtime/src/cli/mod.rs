@@ -305,7 +305,8 @@ fn ps(engine: &Engine, p: liboci_cli::Ps) -> Result<i32, CliError> {
 
 fn events(engine: &Engine, e: args::Events) -> Result<i32, CliError> {
     let id = e.container_id;
-    let print = |kind: &str, data: Option<&crate::stats::RuncStats>| -> Result<(), CliError> {
+    // Ok(false): whoever read the events went away (a closed pipe); stop quietly.
+    let print = |kind: &str, data: Option<&crate::stats::RuncStats>| -> Result<bool, CliError> {
         let line = serde_json::to_string(&Event {
             kind,
             id: &id,
@@ -313,9 +314,11 @@ fn events(engine: &Engine, e: args::Events) -> Result<i32, CliError> {
         })
         .map_err(|e| CliError::Usage(e.to_string()))?;
         let mut out = std::io::stdout().lock();
-        writeln!(out, "{line}")
-            .and_then(|_| out.flush())
-            .map_err(io("writing to stdout"))
+        match writeln!(out, "{line}").and_then(|_| out.flush()) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(err) => Err(io("writing to stdout")(err)),
+        }
     };
     if e.stats {
         let stats = engine.stats(&id)?;
@@ -329,11 +332,17 @@ fn events(engine: &Engine, e: args::Events) -> Result<i32, CliError> {
         }
         let now = engine.oom_kills(&id)?;
         if now > ooms {
-            print("oom", None)?;
+            if !print("oom", None)? {
+                return Ok(0);
+            }
             ooms = now;
         }
         match engine.stats(&id) {
-            Ok(stats) => print("stats", Some(&stats))?,
+            Ok(stats) => {
+                if !print("stats", Some(&stats))? {
+                    return Ok(0);
+                }
+            }
             Err(err) => tracing::warn!(error = %err, "reading statistics failed"),
         }
         std::thread::sleep(e.interval);
