@@ -77,8 +77,12 @@ impl Container {
 }
 
 impl Engine {
-    /// An engine keeping its state under `root` (created on first use).
+    /// An engine keeping its state under `root` (created on first use). A relative root is
+    /// resolved against the current directory now: libcontainer changes directory while it
+    /// builds a container.
     pub fn new(root: impl Into<PathBuf>) -> Engine {
+        let root = root.into();
+        let root = std::path::absolute(&root).unwrap_or(root);
         Engine {
             layout: Layout::new(root),
             node: NodeContext::default(),
