@@ -257,8 +257,11 @@ impl Veth {
         let right_target = right.name().ok_or_else(|| {
             anyhow!("the right end of a veth must be a namespace this test created")
         })?;
-        let left_name = format!("mxl{n}");
-        let right_name = format!("mxr{n}");
+        // Names are unique per process too: one end may live in the root namespace, which
+        // concurrent tests share (at most 15 characters: "mxl" + pid + "x" + n).
+        let pid = std::process::id();
+        let left_name = format!("mxl{pid}x{n}");
+        let right_name = format!("mxr{pid}x{n}");
         left.ip(&[
             "link",
             "add",

@@ -77,6 +77,7 @@ const NFULNL_MSG_PACKET: u16 = 0;
 const NFULNL_MSG_CONFIG: u16 = 1;
 const NFULA_CFG_CMD: u16 = 1;
 const NFULA_CFG_MODE: u16 = 2;
+const NFULA_CFG_QTHRESH: u16 = 5;
 const NFULNL_CFG_CMD_BIND: u8 = 1;
 const NFULNL_COPY_PACKET: u8 = 2;
 const NFULA_PAYLOAD: u16 = 9;
@@ -137,6 +138,9 @@ fn bind_nflog() -> std::io::Result<OwnedFd> {
     let mut mode = 256u32.to_be_bytes().to_vec();
     mode.extend([NFULNL_COPY_PACKET, 0]);
     send_config(&socket, &attr(NFULA_CFG_MODE, &mode))?;
+    // Deliver each packet at once instead of batching for up to a second: the record of the
+    // last denial before the workload exits must not be lost.
+    send_config(&socket, &attr(NFULA_CFG_QTHRESH, &1u32.to_be_bytes()))?;
     // A receive timeout lets the listener notice when it should stop.
     let timeout = libc::timeval {
         tv_sec: 0,
@@ -206,10 +210,23 @@ fn send_config(socket: &OwnedFd, attrs: &[u8]) -> std::io::Result<()> {
 
 fn listen(socket: OwnedFd, stop: Arc<AtomicBool>, context: AuditContext) {
     let mut buf = vec![0u8; 65536];
-    while !stop.load(Ordering::Relaxed) {
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        // Once asked to stop, drain what is queued without waiting, then leave.
+        let flags = if stopping { libc::MSG_DONTWAIT } else { 0 };
         // SAFETY: receiving into a buffer we own.
-        let n = unsafe { libc::recv(socket.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        let n = unsafe {
+            libc::recv(
+                socket.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                flags,
+            )
+        };
         if n <= 0 {
+            if stopping {
+                break;
+            }
             continue;
         }
         let mut offset = 0usize;

@@ -126,6 +126,9 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
             "readonlyPaths": readonly_paths,
             "seccomp": seccomp::profile(),
             "rootfsPropagation": "private",
+            // ICMP echo without CAP_NET_RAW (ping sockets), so that a policy can allow or deny
+            // it; the setting is private to the sandbox's network namespace.
+            "sysctl": {"net.ipv4.ping_group_range": "0 0"},
         },
         "annotations": annotations,
     });
