@@ -263,19 +263,6 @@ fn a_signal_to_mxc_run_removes_the_sandbox() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn egress_is_refused_until_enforced() -> Result<()> {
-    let config = json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "network": {"egress": {"default": "allow"}}});
-    let run = mxc_run(config, &[])?;
-    assert_eq!(run.code(), Some(255));
-    assert!(
-        run.stderr().contains("not yet enforced"),
-        "{}",
-        run.stderr()
-    );
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------------
 // The escape battery.
 
