@@ -3,7 +3,7 @@
 //! the CRI plugin set up as TESTING.md describes. Dropping it removes what its containers left,
 //! stops it, stops the shims it started and removes its directories.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -74,6 +74,7 @@ impl Default for ContainerdOptions {
 #[derive(Debug)]
 pub struct Containerd {
     child: Child,
+    env: Vec<(String, String)>,
     subnet: Option<Subnet>,
     // Last: removed after everything above has been stopped.
     dir: TempDir,
@@ -104,25 +105,28 @@ impl Containerd {
         let config = dir.path().join("config.toml");
         fs::write(&config, config_toml(dir.path(), &options))?;
 
-        let log = File::create(dir.path().join("containerd.log"))?;
-        let mut cmd = Command::new(bins::containerd());
-        cmd.arg("--config")
-            .arg(&config)
-            .args(["--log-level", "info"])
-            .env("PATH", bins::path_with_bin_dir())
-            .env_remove("CONTAINERD_ADDRESS")
-            .env_remove("CONTAINERD_NAMESPACE")
-            .envs(options.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = cmd.spawn().context("starting containerd")?;
-        let mut containerd = Containerd { child, subnet, dir };
+        let child = spawn_daemon(dir.path(), &options.env)?;
+        let mut containerd = Containerd {
+            child,
+            env: options.env,
+            subnet,
+            dir,
+        };
         containerd.wait_ready()?;
         if options.import_images {
             containerd.import_test_images()?;
         }
         Ok(containerd)
+    }
+
+    /// Stops containerd and starts it again on the same root, state, socket and config, as a
+    /// node's service manager does on an upgrade: shims and their containers keep running,
+    /// and containerd reconnects to them from its state directory.
+    pub fn restart(&mut self) -> Result<()> {
+        processes::terminate(self.child.id(), Duration::from_secs(10));
+        let _ = self.child.wait();
+        self.child = spawn_daemon(self.dir.path(), &self.env)?;
+        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -303,6 +307,26 @@ impl Drop for Containerd {
     }
 }
 
+/// Starts containerd on the config in `dir`, appending to its log.
+fn spawn_daemon(dir: &Path, env: &[(String, String)]) -> Result<Child> {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("containerd.log"))?;
+    let mut cmd = Command::new(bins::containerd());
+    cmd.arg("--config")
+        .arg(dir.join("config.toml"))
+        .args(["--log-level", "info"])
+        .env("PATH", bins::path_with_bin_dir())
+        .env_remove("CONTAINERD_ADDRESS")
+        .env_remove("CONTAINERD_NAMESPACE")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    cmd.spawn().context("starting containerd")
+}
+
 /// Detaches every mount at or below `dir`, deepest first.
 pub fn unmount_all_under(dir: &Path) {
     let mut mounts = mounts_under(dir);
@@ -380,6 +404,9 @@ disabled_plugins = [
 
 [{cri}.containerd.runtimes.mxc]
   runtime_type = "{mxc_type}"
+  # Policies travel as pod and container annotations (io.mxc.config, io.mxc.config.name).
+  pod_annotations = ["io.mxc.*"]
+  container_annotations = ["io.mxc.*"]
 {mxc_options}"#,
         root = path("root"),
         state = path("state"),

@@ -76,6 +76,13 @@ impl LeakCheck {
         }
     }
 
+    /// `pid` is not a leak: a process the scenario started on purpose and keeps (a daemon it
+    /// restarted).
+    pub fn allow_process(&mut self, pid: u32) -> &mut Self {
+        self.processes_before.insert(pid);
+        self
+    }
+
     /// New mounts at or below `dir` are leaks.
     pub fn watch_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.watched_dirs.push(dir.into());
