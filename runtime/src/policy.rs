@@ -112,6 +112,10 @@ pub struct AppliedPolicy {
     pub sha256: String,
     /// `process.timeout` in milliseconds, if the policy sets one.
     pub timeout_ms: Option<u64>,
+    /// The network plan to enforce around the container (bundle mode).
+    pub network: Option<NetworkPlan>,
+    /// The node's audit log, for denial records.
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -135,23 +139,19 @@ pub fn apply_bundle_policy(
             source: annotation(annotations::POLICY_SOURCE).unwrap_or_default(),
             sha256: annotation(annotations::POLICY_SHA256).unwrap_or_default(),
             timeout_ms: annotation(annotations::TIMEOUT_MS).and_then(|v| v.parse().ok()),
+            network: None,
+            audit_log: None,
         });
     }
     let config = NodeConfig::load(node)?;
     let policy = select(spec, node, &config)?;
-    if policy.network != NetworkPlan::Isolated {
-        return Err(PolicyError(format!(
-            "{}: network {} mode is not yet enforced in bundle mode; only an isolated network \
-             (egress deny, no rules) is accepted",
-            policy.source,
-            policy.network.mode()
-        )));
-    }
     apply_to_bundle(&policy, spec).map_err(|e| PolicyError(format!("{}: {e}", policy.source)))?;
     Ok(AppliedPolicy {
         source: policy.source.to_string(),
         sha256: policy.sha256.clone(),
         timeout_ms: policy.timeout_ms.map(u64::from),
+        network: Some(policy.network.clone()),
+        audit_log: Some(config.audit_log.clone()),
     })
 }
 

@@ -120,6 +120,10 @@ pub struct ContainerRecord {
     /// Whether the spec has a user namespace (exec maps ids through it).
     #[serde(default)]
     pub user_namespace: bool,
+    /// Processes the engine started for the container (userspace network stack, denial
+    /// listener) that live until it is deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub helpers: Vec<crate::process::InitProcess>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -234,6 +238,7 @@ mod tests {
             annotations: HashMap::new(),
             policy: None,
             user_namespace: false,
+            helpers: Vec::new(),
         };
         record.save(&path).unwrap();
         record.save(&path).unwrap();

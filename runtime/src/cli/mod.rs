@@ -58,6 +58,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     no_pivot: c.no_pivot,
                     no_new_keyring: c.no_new_keyring,
                     preserve_fds: c.preserve_fds,
+                    network_in_process: false,
                 },
             )?;
             Ok(0)
@@ -104,6 +105,17 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Spec(s) => spec(s),
+        Command::AuditListen(a) => {
+            let context = crate::network::AuditContext {
+                container_id: a.id,
+                policy_sha256: a.sha256,
+                log: crate::network::AuditLog::open(&a.log)
+                    .map_err(|e| CliError::Engine(EngineError::InvalidArgument(e.to_string())))?,
+            };
+            crate::network::run_detached_listener(a.pid, context)
+                .map_err(|e| CliError::Engine(EngineError::InvalidArgument(e.to_string())))?;
+            Ok(0)
+        }
     }
 }
 
@@ -137,6 +149,7 @@ fn run_container(engine: &Engine, r: liboci_cli::Run) -> Result<i32, CliError> {
         no_pivot: r.no_pivot,
         no_new_keyring: r.no_new_keyring,
         preserve_fds: r.preserve_fds,
+        network_in_process: false,
     };
     if r.detach {
         engine.create(&id, &r.bundle, options(r.console_socket.clone()))?;

@@ -10,6 +10,7 @@ use tracing::instrument;
 use super::{cgroup, validate_id, Container, Engine};
 use crate::error::EngineError;
 use crate::executor::WorkloadExecutor;
+use crate::network::{AuditTarget, Connectivity};
 use crate::process::InitProcess;
 use crate::record::{write_atomic, ContainerRecord, Phase, PolicyRecord, CONFIG_FILE};
 use crate::spec;
@@ -42,6 +43,9 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Extra descriptors (3 ..= 2 + n) that the init process keeps.
     pub preserve_fds: i32,
+    /// The caller lives as long as the container (the shim): network helpers run inside it
+    /// and stop with the returned [`Container`]. Otherwise they run detached until delete.
+    pub network_in_process: bool,
 }
 
 impl Engine {
@@ -133,6 +137,7 @@ impl Engine {
                 timeout_ms: policy.timeout_ms,
             }),
             user_namespace: effective.user_namespace,
+            helpers: Vec::new(),
         };
         self.save_record(&record)?;
         if let Some(p) = &record.policy {
@@ -189,6 +194,38 @@ impl Engine {
         })?;
         let pidfd = init.open_pidfd();
         record.init = Some(init);
+        self.save_record(&record)?;
+        // The network is enforced before the process can start: rules in its namespace,
+        // connectivity for a namespace of our own, the denial listener.
+        let mut network = None;
+        if let Some(plan) = &effective.policy.network {
+            let connectivity = if crate::network::engine_provides_network(&effective.json) {
+                Connectivity::EngineProvided
+            } else {
+                Connectivity::Userspace
+            };
+            let audit = effective.policy.audit_log.as_ref().map(|log| AuditTarget {
+                log: log.clone(),
+                container_id: id.to_string(),
+                policy_sha256: effective.policy.sha256.clone(),
+            });
+            let network_error = |source| EngineError::Network {
+                id: id.to_string(),
+                source,
+            };
+            if options.network_in_process {
+                network = Some(
+                    crate::network::attach_bundle(pid, plan, connectivity, audit)
+                        .map_err(network_error)?,
+                );
+            } else {
+                // The caller exits after create: what must outlive it runs detached, recorded
+                // so that delete stops it.
+                let helpers = crate::network::attach_detached(pid, plan, connectivity, audit)
+                    .map_err(network_error)?;
+                record.helpers = helpers;
+            }
+        }
         record.phase = Phase::Created;
         self.save_record(&record)?;
         tracing::debug!(pid, "container created");
@@ -196,6 +233,7 @@ impl Engine {
             id: id.to_string(),
             init,
             pidfd,
+            _network: network,
         })
     }
 

@@ -46,6 +46,7 @@ impl Engine {
         // Kill first, whatever libcontainer thinks: it removes cgroups only ~100 ms after
         // SIGKILL and gives up on a busy one.
         self.kill_cgroup_processes(&record, KILL_TIMEOUT, false)?;
+        crate::network::stop_helpers(&record.helpers);
 
         let mut problems = Vec::new();
         if self.layout.container_dir(id).exists() {

@@ -323,3 +323,90 @@ fn packet(family: u8, payload: &[u8]) -> Option<(&'static str, IpAddr, Option<u1
         _ => ("other", destination, None),
     })
 }
+
+/// Starts `<this binary> audit-listen` detached: it binds the listener in the container's
+/// namespace, says so on stdout, and records denials until the container's init exits.
+pub fn spawn_detached_listener(
+    pid: i32,
+    target: &super::AuditTarget,
+) -> Result<crate::process::InitProcess, NetworkError> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new("/proc/self/exe");
+    command
+        .args([
+            "audit-listen",
+            "--pid",
+            &pid.to_string(),
+            "--id",
+            &target.container_id,
+        ])
+        .args(["--sha256", &target.policy_sha256, "--log"])
+        .arg(&target.log)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid only, between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| NetworkError::io("starting the denial listener", e))?;
+    let mut line = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+    }
+    let process = crate::process::InitProcess::capture(child.id() as i32);
+    match (line.trim() == "ready", process) {
+        (true, Some(process)) => Ok(process),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(NetworkError::io(
+                "starting the denial listener",
+                std::io::Error::other(format!("it did not start: {}", line.trim())),
+            ))
+        }
+    }
+}
+
+/// The body of `audit-listen`: listen until the init process `pid` exits.
+pub fn run_detached_listener(pid: i32, context: AuditContext) -> Result<(), NetworkError> {
+    // SAFETY: pidfd_open on a pid we were given; ownership passes to OwnedFd.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if raw < 0 {
+        return Err(NetworkError::io(
+            "watching the container",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: a fresh descriptor.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SIGTERM from delete must not cut the final drain short: the listener leaves by itself
+    // once the container's init is gone.
+    // SAFETY: setting a signal disposition.
+    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    let listener = AuditListener::start(pid, context)?;
+    println!("ready");
+    let _ = std::io::stdout().flush();
+    let mut fds = [libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    loop {
+        // SAFETY: polling one descriptor we own.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+        if rc > 0
+            || (rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
+        {
+            break;
+        }
+    }
+    drop(listener);
+    Ok(())
+}

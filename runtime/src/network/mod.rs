@@ -17,7 +17,7 @@ use mxc_translate::compile::nftables::{self, NetworkFacts};
 use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
 use mxc_translate::{HostnameRule, NetworkPlan};
 
-pub use audit::{AuditContext, AuditLog};
+pub use audit::{run_detached_listener, AuditContext, AuditLog};
 pub use hosts::{pin_file, resolve_names};
 pub use netns::in_netns;
 
@@ -270,4 +270,142 @@ pub fn bring_up_loopback(pid: i32) -> Result<(), NetworkError> {
         unsafe { libc::close(fd) };
         result
     })
+}
+
+/// Whether the spec's network namespace belongs to the engine: a path to join (CNI, `ctr
+/// --with-ns`), or Docker's libnetwork hook that configures it. Such a namespace gets rules
+/// only; the engine provides connectivity.
+pub fn engine_provides_network(spec: &serde_json::Value) -> bool {
+    let joins = spec["linux"]["namespaces"].as_array().is_some_and(|list| {
+        list.iter()
+            .any(|ns| ns["type"] == "network" && ns["path"].as_str().is_some_and(|p| !p.is_empty()))
+    });
+    let hook = |stage: &str| {
+        spec["hooks"][stage].as_array().is_some_and(|hooks| {
+            hooks.iter().any(|h| {
+                h["args"].as_array().is_some_and(|args| {
+                    args.iter()
+                        .any(|a| a.as_str().is_some_and(|a| a.contains("libnetwork-setkey")))
+                })
+            })
+        })
+    };
+    joins || hook("prestart") || hook("createRuntime")
+}
+
+/// Where bundle-mode denials go.
+#[derive(Debug, Clone)]
+pub struct AuditTarget {
+    pub log: PathBuf,
+    pub container_id: String,
+    pub policy_sha256: String,
+}
+
+/// Bundle mode with a caller that lives as long as the container (the shim).
+pub fn attach_bundle(
+    pid: i32,
+    plan: &NetworkPlan,
+    connectivity: Connectivity,
+    audit: Option<AuditTarget>,
+) -> Result<NetworkAttachment, NetworkError> {
+    if connectivity == Connectivity::Userspace {
+        bring_up_loopback(pid)?;
+    }
+    let names = bundle_names(plan)?;
+    let audit = match audit {
+        Some(target) => Some(AuditContext {
+            log: AuditLog::open(&target.log)?,
+            container_id: target.container_id,
+            policy_sha256: target.policy_sha256,
+        }),
+        None => None,
+    };
+    attach(pid, plan, &names, connectivity, audit)
+}
+
+fn bundle_names(plan: &NetworkPlan) -> Result<ResolvedNames, NetworkError> {
+    match plan {
+        NetworkPlan::Filtered(filter) if !filter.hostnames.is_empty() => {
+            resolve_names(&filter.hostnames)
+        }
+        _ => Ok(ResolvedNames::default()),
+    }
+}
+
+/// Bundle mode for a caller that exits after create (`mxc-runtime create`): rules now, and
+/// the processes that must outlive the caller (userspace stack, denial listener) detached.
+/// Returns those processes, which delete stops.
+pub fn attach_detached(
+    pid: i32,
+    plan: &NetworkPlan,
+    connectivity: Connectivity,
+    audit: Option<AuditTarget>,
+) -> Result<Vec<crate::process::InitProcess>, NetworkError> {
+    if connectivity == Connectivity::Userspace {
+        bring_up_loopback(pid)?;
+    }
+    let names = bundle_names(plan)?;
+    let mut facts = NetworkFacts {
+        host_addresses: host_addresses()?,
+        resolved: names.entries.clone(),
+        proxy: Vec::new(),
+    };
+    if let NetworkPlan::ProxyOnly { proxy } = plan {
+        let (sandbox_side, relay) = proxy_endpoints(proxy)?;
+        if relay.is_some() {
+            return Err(NetworkError::Relay(
+                "a proxy on host loopback is reached through a relay that lives in the runtime; \
+                 mxc-runtime exits after create, so use the containerd shim or mxc run, or a \
+                 proxy address the container can route to"
+                    .into(),
+            ));
+        }
+        facts.proxy = sandbox_side;
+    }
+    if connectivity == Connectivity::Userspace {
+        for address in ["10.0.2.2", "10.0.2.3", "fd00::2", "fd00::3"] {
+            facts.host_addresses.push(address.parse().expect("literal"));
+        }
+    }
+    let ruleset = match nftables::ruleset(plan, &facts) {
+        Some(ruleset) => ruleset,
+        None if connectivity == Connectivity::EngineProvided => isolated_ruleset(),
+        None => return Ok(Vec::new()),
+    };
+    install_rules(pid, &ruleset)?;
+    let mut helpers = Vec::new();
+    let started = (|| {
+        if let Some(target) = &audit {
+            helpers.push(audit::spawn_detached_listener(pid, target)?);
+        }
+        if connectivity == Connectivity::Userspace && !matches!(plan, NetworkPlan::Isolated) {
+            helpers.push(slirp::spawn_detached(pid)?);
+        }
+        Ok(())
+    })();
+    if let Err(error) = started {
+        stop_helpers(&helpers);
+        return Err(error);
+    }
+    Ok(helpers)
+}
+
+/// Stops detached helpers (only processes that are still the ones recorded): SIGTERM, a
+/// moment to finish (the denial listener drains its queue once the container is gone), then
+/// SIGKILL.
+pub fn stop_helpers(helpers: &[crate::process::InitProcess]) {
+    use crate::process::Liveness;
+    let alive = |h: &crate::process::InitProcess| h.liveness() == Liveness::Alive;
+    for helper in helpers.iter().filter(|h| alive(h)) {
+        // SAFETY: signalling a process whose pid and start time we recorded.
+        unsafe { libc::kill(helper.pid, libc::SIGTERM) };
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    while helpers.iter().any(alive) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    for helper in helpers.iter().filter(|h| alive(h)) {
+        // SAFETY: as above.
+        unsafe { libc::kill(helper.pid, libc::SIGKILL) };
+    }
 }

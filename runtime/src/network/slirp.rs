@@ -139,3 +139,67 @@ fn same_namespace(a: &str, b: &str) -> bool {
         _ => false,
     }
 }
+
+/// Starts slirp4netns in its own session, not tied to this process, and returns it once the
+/// namespace is configured (the caller records it; delete stops it).
+pub fn spawn_detached(pid: i32) -> Result<crate::process::InitProcess, NetworkError> {
+    let program =
+        which("slirp4netns").ok_or(NetworkError::MissingTool("slirp4netns", "slirp4netns"))?;
+    let (ready_read, ready_write) = pipe()?;
+    let mut command = Command::new(program);
+    command.args([
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        "--disable-dns",
+        "--enable-ipv6",
+        "--enable-sandbox",
+        "--enable-seccomp",
+        &format!("--ready-fd={READY_FD}"),
+    ]);
+    let userns = format!("/proc/{pid}/ns/user");
+    if !same_namespace(&userns, "/proc/self/ns/user") {
+        command.arg(format!("--userns-path={userns}"));
+    }
+    command
+        .arg(pid.to_string())
+        .arg("tap0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let ready_child = ready_write.as_raw_fd();
+    // SAFETY: only setsid and dup2 between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            libc::setsid();
+            if libc::dup2(ready_child, READY_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| NetworkError::Slirp(format!("cannot start slirp4netns: {e}")))?;
+    drop(ready_write);
+    let mut fds = [libc::pollfd {
+        fd: ready_read.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: polling one descriptor we own.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, READY_LIMIT.as_millis() as i32) };
+    let mut byte = [0u8; 1];
+    let ready = rc > 0 && File::from(ready_read).read(&mut byte).is_ok_and(|n| n == 1);
+    let process = crate::process::InitProcess::capture(child.id() as i32);
+    match (ready, process) {
+        (true, Some(process)) => Ok(process),
+        _ => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(NetworkError::Slirp(
+                "the namespace was not configured".into(),
+            ))
+        }
+    }
+}
