@@ -291,6 +291,7 @@ impl Container {
             return;
         }
         process.phase = Phase::Stopped(exit);
+        crate::footprint::touch();
         let span = tracing::info_span!("exit", id = %self.id);
         let _entered = span.enter();
         tracing::info!(

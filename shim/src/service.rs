@@ -218,7 +218,11 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
     release_start();
     tracing::info!(socket = %path, "shim serving");
 
-    exit.wait();
+    // The main thread has nothing else to do: it trims the shim when it goes idle.
+    let mut idle = crate::footprint::Idle::default();
+    while !exit.is_set() {
+        idle.wait_and_trim();
+    }
     let _ = std::fs::remove_file(&path);
     tracing::info!("shim exiting");
     // Open connections close with the process; containerd waits for that.

@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use containerd_shim_protos::api::{
     CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
@@ -13,7 +14,7 @@ use containerd_shim_protos::api::{
     UpdateTaskRequest, WaitRequest, WaitResponse,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageDyn;
+use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::oci::ProcessDetails;
 use containerd_shim_protos::ttrpc::{self, TtrpcContext};
 use containerd_shim_protos::types::task::ProcessInfo;
@@ -51,24 +52,21 @@ impl ShimContext {
     }
 }
 
-/// Set when the shim should exit (Shutdown with no container left).
+/// Set when the shim should exit (Shutdown with no container left). The main thread sleeps in
+/// [`crate::footprint::Idle`] and is woken by [`ExitSignal::signal`].
 #[derive(Default)]
 pub struct ExitSignal {
-    done: Mutex<bool>,
-    cond: Condvar,
+    done: AtomicBool,
 }
 
 impl ExitSignal {
     pub fn signal(&self) {
-        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.cond.notify_all();
+        self.done.store(true, Ordering::SeqCst);
+        crate::footprint::touch();
     }
 
-    pub fn wait(&self) {
-        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        while !*done {
-            done = self.cond.wait(done).unwrap_or_else(|e| e.into_inner());
-        }
+    pub fn is_set(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
     }
 }
 
@@ -117,6 +115,7 @@ type TtrpcResult<T> = ttrpc::Result<T>;
 
 /// Logs a request's failure (with the container's id) and hands it to ttrpc.
 fn reply<T>(operation: &str, result: Result<T, TaskError>) -> TtrpcResult<T> {
+    crate::footprint::touch();
     result.map_err(|err| {
         match &err {
             TaskError::NotFound(_) | TaskError::FailedPrecondition(_) => {
@@ -128,14 +127,19 @@ fn reply<T>(operation: &str, result: Result<T, TaskError>) -> TtrpcResult<T> {
     })
 }
 
-fn to_any(message: &dyn MessageDyn) -> Result<Any, TaskError> {
-    let mut any = Any::new();
-    any.type_url = message.descriptor_dyn().full_name().to_string();
-    any.value = message
-        .write_to_bytes_dyn()
+/// Packs `message` as an `Any` of type `type_url` (named here rather than looked up through
+/// protobuf's reflection, which an idle shim would keep resident; see `events.rs`).
+fn to_any(type_url: &str, message: &impl Message) -> Result<Any, TaskError> {
+    let value = message
+        .write_to_bytes()
         .map_err(|e| TaskError::Failed(e.to_string()))?;
-    Ok(any)
+    Ok(crate::events::pack(type_url, value))
 }
+
+/// What `ctr task metrics` and the CRI decode statistics as.
+const METRICS_TYPE_URL: &str = "io.containerd.cgroups.v1.Metrics";
+/// What `ctr task ps` decodes process details as.
+const PROCESS_DETAILS_TYPE_URL: &str = "containerd.runc.v1.ProcessDetails";
 
 impl Task for TaskService {
     fn create(
@@ -231,7 +235,7 @@ impl Task for TaskService {
                         exec_id,
                         ..Default::default()
                     };
-                    info.info = Some(to_any(&details)?).into();
+                    info.info = Some(to_any(PROCESS_DETAILS_TYPE_URL, &details)?).into();
                 }
                 response.processes.push(info);
             }
@@ -364,7 +368,7 @@ impl Task for TaskService {
             let stats = self.container(&req.id)?.stats()?;
             let metrics = crate::stats::metrics(&stats);
             let mut response = StatsResponse::new();
-            response.stats = Some(to_any(&metrics)?).into();
+            response.stats = Some(to_any(METRICS_TYPE_URL, &metrics)?).into();
             Ok(response)
         })();
         reply("stats", result)
@@ -401,5 +405,21 @@ impl Task for TaskService {
             tracing::debug!(remaining, "shutdown requested; containers remain");
         }
         Ok(Empty::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::cgroups::metrics::Metrics;
+    use containerd_shim_protos::protobuf::MessageFull;
+
+    #[test]
+    fn type_urls_are_the_protobuf_names() {
+        assert_eq!(Metrics::descriptor().full_name(), METRICS_TYPE_URL);
+        assert_eq!(
+            ProcessDetails::descriptor().full_name(),
+            PROCESS_DETAILS_TYPE_URL
+        );
     }
 }

@@ -230,7 +230,15 @@ fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool) -> ! {
     set_process_name(b"mxc-zygote\0");
     crate::logging::init(shim_id, debug);
     let mut buf = vec![0u8; MAX_MESSAGE];
+    let mut trimmed = false;
     loop {
+        // Idle for a second: give back what setting up and serving touched.
+        if !trimmed && !readable(&socket, 1000) {
+            crate::footprint::trim();
+            trimmed = true;
+            continue;
+        }
+        trimmed = false;
         let (n, fds) = match receive(&socket, &mut buf) {
             Ok(received) => received,
             Err(nix::errno::Errno::EINTR) => continue,
@@ -265,6 +273,17 @@ fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool) -> ! {
             _ => drop(fds),
         }
     }
+}
+
+/// Whether `socket` has something to read within `timeout_ms`.
+fn readable(socket: &OwnedFd, timeout_ms: i32) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: socket.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) != 0 }
 }
 
 fn receive(socket: &OwnedFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>)> {
