@@ -31,10 +31,13 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 say "building release binaries (first build takes a few minutes)"
 (cd "$repo" && cargo build --release --quiet --bins)
+target="${CARGO_TARGET_DIR:-$repo/target}/release"
 
 for bin in mxc mxc-runtime containerd-shim-mxc-v1; do
-  if [ -f "$repo/target/release/$bin" ]; then
-    install -m 0755 "$repo/target/release/$bin" "$prefix/bin/$bin"
+  if [ -f "$target/$bin" ]; then
+    # Copy and rename: a running shim keeps the binary it started with.
+    install -m 0755 "$target/$bin" "$prefix/bin/$bin.new"
+    mv -f "$prefix/bin/$bin.new" "$prefix/bin/$bin"
     say "installed $prefix/bin/$bin"
   fi
 done
@@ -55,7 +58,10 @@ for policy in "$repo"/deploy/policies/*.json; do
   fi
 done
 
+# containerd, when installed: the `mxc` runtime (runtime type io.containerd.mxc.v1, CRI
+# handler mxc) added to its config, nothing else in it changed.
 if [ -f "$repo/deploy/containerd-config.sh" ] && command -v containerd >/dev/null 2>&1; then
-  "$repo/deploy/containerd-config.sh"
+  MXC_NODE_CONFIG="$etc/config.toml" "$repo/deploy/containerd-config.sh" ||
+    say "containerd: the mxc runtime was not added to its config (see above)"
 fi
 say "done"
