@@ -67,7 +67,13 @@ impl Engine {
             return Err(EngineError::AlreadyExists { id: id.to_string() });
         }
         let engine_dir = self.layout.engine_dir(id);
-        match std::fs::create_dir(&engine_dir) {
+        let mut made = std::fs::create_dir(&engine_dir);
+        if matches!(&made, Err(e) if e.kind() == std::io::ErrorKind::NotFound) {
+            // A concurrent delete removed the emptied engine root in between.
+            let _ = std::fs::create_dir_all(self.layout.engine_root());
+            made = std::fs::create_dir(&engine_dir);
+        }
+        match made {
             Ok(()) => {}
             Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(EngineError::AlreadyExists { id: id.to_string() })
@@ -252,5 +258,6 @@ impl Engine {
         }
         let _ = std::fs::remove_dir_all(self.layout.container_dir(id));
         let _ = std::fs::remove_dir_all(self.layout.engine_dir(id));
+        let _ = std::fs::remove_dir(self.layout.engine_root());
     }
 }

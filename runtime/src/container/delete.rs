@@ -82,6 +82,8 @@ impl Engine {
         if !problems.is_empty() {
             tracing::warn!(problems = %problems.join("; "), "libcontainer's delete reported problems; cleaned up regardless");
         }
+        // The engine's own directory goes with the last container, like runc's state.
+        let _ = std::fs::remove_dir(self.layout.engine_root());
         tracing::debug!("container deleted");
         Ok(())
     }

@@ -1,0 +1,303 @@
+//! The escape battery through `mxc-runtime` (bundle mode): a busybox bundle written as an
+//! engine writes it, the policy applied on top by the runtime, and attempts from inside to break
+//! each guarantee. Every run ends with a check that nothing remains.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use mxc_conformance::bundle::Bundle;
+use mxc_conformance::command::Output;
+use mxc_conformance::leaks::LeakCheck;
+use mxc_conformance::oci_runtime::OciRuntime;
+use mxc_conformance::unique_name;
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// Runs `script` in a busybox bundle under `mxc-runtime run`, with `policy` (if any) as the
+/// `io.mxc.config` annotation and `edit` applied to the engine's spec.
+fn run(
+    script: &str,
+    policy: Option<Value>,
+    edit: impl FnOnce(&mut Value),
+    global: &[&str],
+) -> Result<Output> {
+    let bundle = Bundle::new(&["/bin/sh", "-c", script])?;
+    bundle.edit_spec(|spec| {
+        if let Some(policy) = policy {
+            spec["annotations"] = json!({"io.mxc.config": policy.to_string()});
+        }
+        edit(spec);
+    })?;
+    let runtime = OciRuntime::mxc_runtime()?;
+    let id = unique_name("escape");
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).runtime_root(runtime.root());
+    let mut args: Vec<&str> = global.to_vec();
+    let bundle_path = bundle.path().display().to_string();
+    args.extend(["run", "--bundle", &bundle_path, &id]);
+    let output = runtime.run(&args)?;
+    leaks.assert_clean()?;
+    Ok(output)
+}
+
+fn plain(script: &str) -> Result<Output> {
+    run(script, None, |_| {}, &[])
+}
+
+#[test]
+fn the_default_policy_cuts_every_privilege_the_engine_asked_for() -> Result<()> {
+    // The engine's spec asks for capabilities; the default-deny policy leaves none.
+    let out = plain("grep -E '^Cap(Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp:' /proc/self/status")?;
+    assert!(out.success(), "{out}");
+    for set in ["CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        assert!(
+            out.stdout.contains(&format!("{set}:\t0000000000000000")),
+            "{set}: {}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout.contains("NoNewPrivs:\t1") && out.stdout.contains("Seccomp:\t2"),
+        "{}",
+        out.stdout
+    );
+    Ok(())
+}
+
+#[test]
+fn namespaces_mounts_modules_and_kernel_tunables_are_refused() -> Result<()> {
+    let out = plain(
+        "mount -t tmpfs none /tmp; echo mount=$?; unshare -U true; echo unshare=$?; \
+         unshare -n true; echo unshare_net=$?; insmod /x.ko; echo insmod=$?; \
+         echo 1 > /proc/sys/kernel/sysrq; echo sysctl=$?; echo x > /sys/kernel/uevent_helper; echo sys=$?; \
+         hostname evil; echo hostname=$?; chown 1 /tmp; echo chown=$?",
+    )?;
+    for op in [
+        "mount",
+        "unshare",
+        "unshare_net",
+        "insmod",
+        "sysctl",
+        "sys",
+        "hostname",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("{op}=")),
+            "{op} did not run: {out}"
+        );
+        assert!(
+            !out.stdout.contains(&format!("{op}=0")),
+            "{op} succeeded: {out}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn host_processes_are_invisible_and_unsignalable() -> Result<()> {
+    let mut sleeper = std::process::Command::new("sleep").arg("300").spawn()?;
+    let pid = sleeper.id();
+    let out = plain(&format!("ls /proc/{pid} >/dev/null 2>&1; echo seen=$?; kill -9 {pid}; echo kill=$?; ls -d /proc/[0-9]* | wc -l"));
+    let alive = sleeper.try_wait()?.is_none();
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    let out = out?;
+    assert!(alive, "a host process was killed");
+    assert!(
+        out.stdout.contains("seen=1") && out.stdout.contains("kill=1"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_fork_bomb_stops_at_the_engines_pids_limit() -> Result<()> {
+    let out = run(
+        "i=0; while [ $i -lt 200 ]; do (sleep 5 &) 2>/dev/null || break; i=$((i+1)); done; echo forks=$i",
+        None,
+        |spec| spec["linux"]["resources"]["pids"] = json!({"limit": 30}),
+        &[],
+    )?;
+    let forks: usize = out
+        .stdout
+        .trim()
+        .strip_prefix("forks=")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no fork count: {out}"))?;
+    assert!(forks < 30, "{forks} forks under a limit of 30: {out}");
+    assert!(forks >= 10, "the limit was not the reason: {out}");
+    Ok(())
+}
+
+struct HostTree {
+    dir: TempDir,
+}
+
+impl HostTree {
+    fn new() -> Result<HostTree> {
+        let dir = tempfile::Builder::new()
+            .prefix("mxc-bundle-grant-")
+            .tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        std::fs::create_dir(dir.path().join("ro"))?;
+        std::fs::write(dir.path().join("ro/data"), "DATA")?;
+        std::fs::write(dir.path().join("ro/secret"), "SECRET")?;
+        std::fs::write(dir.path().join("ungranted"), "UNGRANTED")?;
+        for entry in ["ro", "ro/data", "ro/secret"] {
+            let mode = if entry == "ro" { 0o755 } else { 0o644 };
+            std::fs::set_permissions(
+                dir.path().join(entry),
+                std::fs::Permissions::from_mode(mode),
+            )?;
+        }
+        Ok(HostTree { dir })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}
+
+#[test]
+fn grants_denials_and_ungranted_host_paths_in_bundle_mode() -> Result<()> {
+    let tree = HostTree::new()?;
+    let ro = tree.path("ro");
+    let policy = json!({
+        "version": "0.8.0-alpha",
+        "filesystem": {
+            "readonlyPaths": [ro],
+            "deniedPaths": [tree.path("ro/secret"), "/etc/passwd"],
+        }
+    });
+    // The node allows annotation policies to grant this tree.
+    let node = tempfile::NamedTempFile::new()?;
+    std::fs::write(
+        node.path(),
+        format!("annotation_host_paths = [{:?}]\n", tree.dir.path()),
+    )?;
+    let config = node.path().display().to_string();
+    let script = format!(
+        "cat {r}/data; echo; echo x > {r}/data; echo write=$?; cat {r}/secret; echo secret=$?; \
+         cat {u}; echo ungranted=$?; cat /etc/passwd; echo passwd=$?",
+        r = ro.display(),
+        u = tree.path("ungranted").display()
+    );
+    // Grants need a non-root user (or a user namespace): the engine runs this one as 1000.
+    let out = run(
+        &script,
+        Some(policy.clone()),
+        |spec| spec["process"]["user"] = json!({"uid": 1000, "gid": 1000}),
+        &["--config", &config],
+    )?;
+    assert!(out.stdout.starts_with("DATA\n"), "{out}");
+    for op in ["write", "secret", "ungranted", "passwd"] {
+        assert!(
+            out.stdout.contains(&format!("{op}=")) && !out.stdout.contains(&format!("{op}=0")),
+            "{op}: {out}"
+        );
+    }
+    assert!(
+        !out.stdout.contains("SECRET")
+            && !out.stdout.contains("UNGRANTED")
+            && !out.stdout.contains("root:"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read_to_string(tree.path("ro/data"))?, "DATA");
+
+    // As root without a user namespace, the same grant is refused at create.
+    let refused = run("true", Some(policy), |_| {}, &["--config", &config])?;
+    assert!(!refused.success());
+    assert!(
+        refused
+            .stderr
+            .contains("runs as root without a user namespace"),
+        "{refused}"
+    );
+
+    // Without the node's permission, an annotation cannot grant host paths at all.
+    let policy = json!({"version": "0.8.0-alpha", "filesystem": {"readonlyPaths": [ro]}});
+    let refused = run(
+        "true",
+        Some(policy),
+        |spec| spec["process"]["user"] = json!({"uid": 1000, "gid": 1000}),
+        &[],
+    )?;
+    assert!(!refused.success());
+    assert!(
+        refused.stderr.contains("annotation io.mxc.config")
+            && refused.stderr.contains("filesystem.readonlyPaths[0]"),
+        "{refused}"
+    );
+    Ok(())
+}
+
+#[test]
+fn invalid_policies_fail_create_naming_the_annotation_path_and_reason() -> Result<()> {
+    let cases = [
+        (
+            json!({"version": "0.8.0-alpha", "filesystem": {"deniedPathz": []}}),
+            "filesystem.deniedPathz",
+        ),
+        (
+            json!({"version": "0.8.0-alpha", "process": {"commandLine": "x"}}),
+            "process.commandLine",
+        ),
+        (
+            json!({"version": "0.8.0-alpha", "network": {"egress": {"allow": [{"ports": [{"port": 0}]}]}}}),
+            "network.egress.allow[0].ports[0].port",
+        ),
+    ];
+    for (policy, path) in cases {
+        let out = run("true", Some(policy), |_| {}, &[])?;
+        assert!(!out.success());
+        assert!(
+            out.stderr.contains("annotation io.mxc.config") && out.stderr.contains(path),
+            "{path}: {out}"
+        );
+    }
+    let out = run(
+        "true",
+        None,
+        |spec| spec["annotations"] = json!({"io.mxc.config": "{not json"}),
+        &[],
+    )?;
+    assert!(
+        !out.success() && out.stderr.contains("annotation io.mxc.config"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn host_network_is_refused_by_the_default_policy() -> Result<()> {
+    let out = run(
+        "true",
+        None,
+        |spec| {
+            let namespaces: Vec<Value> = spec["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|ns| ns["type"] != "network")
+                .cloned()
+                .collect();
+            spec["linux"]["namespaces"] = json!(namespaces);
+        },
+        &[],
+    )?;
+    assert!(!out.success());
+    assert!(out.stderr.contains("private network namespace"), "{out}");
+    Ok(())
+}
+
+#[test]
+fn an_isolated_policy_leaves_loopback_only() -> Result<()> {
+    let out = plain("ip -o link | wc -l; ip route | wc -l")?;
+    assert_eq!(
+        out.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["1", "0"],
+        "{out}"
+    );
+    Ok(())
+}
