@@ -145,6 +145,13 @@ pub fn apply_bundle_policy(
     }
     let config = NodeConfig::load(node)?;
     let policy = select(spec, node, &config)?;
+    if joins_host_network(spec) {
+        return Err(PolicyError(format!(
+            "{}: {}",
+            policy.source,
+            mxc_translate::BundleError::HostNetwork
+        )));
+    }
     apply_to_bundle(&policy, spec).map_err(|e| PolicyError(format!("{}: {e}", policy.source)))?;
     Ok(AppliedPolicy {
         source: policy.source.to_string(),
@@ -243,4 +250,25 @@ fn load(
         identity: Identity::NOBODY,
     };
     resolve(&config, &RealHost, &options).map_err(one_line)
+}
+
+/// Whether the spec joins this host's own network namespace by path (Docker's `--network
+/// host` names it instead of omitting the namespace).
+fn joins_host_network(spec: &Spec) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(host) = std::fs::metadata("/proc/self/ns/net") else {
+        return false;
+    };
+    let namespaces = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().clone())
+        .unwrap_or_default();
+    namespaces.iter().any(|ns| {
+        ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network
+            && ns.path().as_ref().is_some_and(|path| {
+                std::fs::metadata(path)
+                    .is_ok_and(|m| m.ino() == host.ino() && m.dev() == host.dev())
+            })
+    })
 }

@@ -154,6 +154,12 @@ fn isolated_ruleset() -> String {
 
 /// Loads `ruleset` into the network namespace of `pid` with `nft -f -`.
 pub fn install_rules(pid: i32, ruleset: &str) -> Result<(), NetworkError> {
+    // Never the runtime's own (the host's) namespace, whatever a spec says.
+    if same_netns(pid) {
+        return Err(NetworkError::Rules(format!(
+            "process {pid} shares the host's network namespace; refusing to install sandbox rules there"
+        )));
+    }
     let nft = which("nft").ok_or(NetworkError::MissingTool("nft", "nftables"))?;
     let output = netns::run_in_netns(pid, &nft, &["-f", "-"], ruleset.as_bytes())?;
     if !output.status.success() {
@@ -407,5 +413,16 @@ pub fn stop_helpers(helpers: &[crate::process::InitProcess]) {
     for helper in helpers.iter().filter(|h| alive(h)) {
         // SAFETY: as above.
         unsafe { libc::kill(helper.pid, libc::SIGKILL) };
+    }
+}
+
+fn same_netns(pid: i32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (
+        std::fs::metadata(format!("/proc/{pid}/ns/net")),
+        std::fs::metadata("/proc/self/ns/net"),
+    ) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => true,
     }
 }

@@ -1,0 +1,193 @@
+//! Docker drives `mxc-runtime` as a runc-compatible runtime (`"runtimes": {"mxc": ...}`):
+//! run, exec, stop, rm -f, exit statuses, and the node's policy enforced inside.
+
+use std::time::Duration;
+
+use anyhow::{ensure, Result};
+use mxc_conformance::command::poll;
+use mxc_conformance::docker::{Dockerd, DockerdOptions};
+use mxc_conformance::images::BUSYBOX_REF;
+use mxc_conformance::leaks::LeakCheck;
+use mxc_conformance::unique_name;
+use serde_json::json;
+
+fn docker_with_policy(
+    policy: Option<serde_json::Value>,
+) -> Result<(Dockerd, Option<tempfile::NamedTempFile>)> {
+    let file = match policy {
+        Some(policy) => {
+            let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+            std::fs::write(file.path(), policy.to_string())?;
+            Some(file)
+        }
+        None => None,
+    };
+    let mut args = Vec::new();
+    if let Some(file) = &file {
+        args = vec!["--policy".to_string(), file.path().display().to_string()];
+    }
+    let dockerd = Dockerd::start_with(DockerdOptions {
+        mxc_runtime_args: args,
+        ..DockerdOptions::default()
+    })?;
+    Ok((dockerd, file))
+}
+
+#[test]
+fn run_exec_stop_and_rm_through_mxc_runtime_with_the_default_policy() -> Result<()> {
+    let (docker, _policy) = docker_with_policy(None)?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.runtime_root(docker.runtime_root("mxc"));
+
+    // Exit statuses and output pass through.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "mxc",
+        "--network",
+        "none",
+        BUSYBOX_REF,
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 7",
+    ])?;
+    assert_eq!(out.code(), Some(7), "{out}");
+    assert_eq!(out.stdout, "out\n");
+    assert!(out.stderr.contains("err"), "{out}");
+
+    // The default-deny policy: no capabilities although Docker asks for its default set.
+    let out = docker.docker(&["run", "--rm", "--runtime", "mxc", "--network", "none", BUSYBOX_REF, "sh", "-c",
+        "grep -E '^Cap(Eff|Bnd)' /proc/self/status; ip -o link | wc -l; chown 1 /tmp; echo chown=$?; unshare -n true; echo unshare=$?"])?;
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.contains("CapEff:\t0000000000000000")
+            && out.stdout.contains("CapBnd:\t0000000000000000"),
+        "{out}"
+    );
+    assert!(
+        out.stdout.contains("chown=1") && !out.stdout.contains("unshare=0"),
+        "{out}"
+    );
+
+    // A detached container, exec into it, stop it, remove it.
+    let name = unique_name("dk");
+    let out = docker
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--runtime",
+            "mxc",
+            "--network",
+            "none",
+            BUSYBOX_REF,
+            "sleep",
+            "300",
+        ])?
+        .ok()?;
+    let id = out.stdout.trim().to_string();
+    leaks.container(&id);
+    let out = docker.docker(&[
+        "exec",
+        &name,
+        "sh",
+        "-c",
+        "echo from-exec; grep CapEff /proc/self/status; exit 3",
+    ])?;
+    assert_eq!(out.code(), Some(3), "{out}");
+    assert!(
+        out.stdout.contains("from-exec") && out.stdout.contains("CapEff:\t0000000000000000"),
+        "{out}"
+    );
+    let out = docker.docker(&["stop", "-t", "1", &name])?.ok()?;
+    assert_eq!(out.stdout.trim(), name);
+    let status = docker
+        .docker(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &name,
+        ])?
+        .ok()?;
+    assert!(
+        status.stdout.starts_with("exited 137") || status.stdout.starts_with("exited 143"),
+        "{status}"
+    );
+    docker.docker(&["rm", &name])?.ok()?;
+
+    // rm -f of a running container.
+    let other = unique_name("dk");
+    let out = docker
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            &other,
+            "--runtime",
+            "mxc",
+            "--network",
+            "none",
+            BUSYBOX_REF,
+            "sleep",
+            "300",
+        ])?
+        .ok()?;
+    leaks.container(out.stdout.trim());
+    docker.docker(&["rm", "-f", &other])?.ok()?;
+    poll(Duration::from_secs(30), || {
+        Ok(leaks.leaks().is_empty().then_some(()))
+    })?;
+    leaks.assert_clean()?;
+    Ok(())
+}
+
+#[test]
+fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
+    let policy = json!({
+        "version": "0.8.0-alpha",
+        "filesystem": {"deniedPaths": ["/etc/passwd", "/home"]},
+    });
+    let (docker, _policy) = docker_with_policy(Some(policy))?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.runtime_root(docker.runtime_root("mxc"));
+    let out = docker.docker(&["run", "--rm", "--runtime", "mxc", "--network", "none", BUSYBOX_REF, "sh", "-c",
+        "cat /etc/passwd; echo passwd=$?; ls /home; echo home=$?; cat /etc/group >/dev/null; echo group=$?"])?;
+    assert!(out.success(), "{out}");
+    assert!(
+        out.stdout.contains("passwd=1")
+            && out.stdout.contains("home=1")
+            && out.stdout.contains("group=0"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("root:x:0"), "{out}");
+
+    // The policy needs a private network namespace: --network host is refused with the reason.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "mxc",
+        "--network",
+        "host",
+        BUSYBOX_REF,
+        "true",
+    ])?;
+    ensure!(!out.success(), "a host-network container ran: {out}");
+    assert!(out.stderr.contains("private network namespace"), "{out}");
+    // And nothing was installed in the host's own namespace.
+    let tables = mxc_conformance::command::run(
+        std::process::Command::new("nft").args(["list", "tables"]),
+        Duration::from_secs(10),
+    )?;
+    assert!(
+        !tables.stdout.contains("inet mxc"),
+        "sandbox rules landed in the host's namespace: {tables}"
+    );
+    poll(Duration::from_secs(30), || {
+        Ok(leaks.leaks().is_empty().then_some(()))
+    })?;
+    leaks.assert_clean()?;
+    Ok(())
+}
