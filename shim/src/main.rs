@@ -24,6 +24,7 @@
 //! | `oom.rs` | OOM notifications from the memory cgroup |
 //! | `logging.rs` | `tracing` to containerd's log pipe |
 //! | `footprint.rs` | what an idle shim keeps resident |
+//! | `seal.rs` | running from a read-only view of the binary (CVE-2019-5736) |
 
 mod console;
 mod container;
@@ -36,6 +37,7 @@ mod oom;
 mod options;
 mod process;
 mod reaper;
+mod seal;
 mod service;
 mod stats;
 mod task;

@@ -118,8 +118,12 @@ pub fn start(flags: &Flags) -> Result<(), ServiceError> {
 /// its stdout then.
 fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<(), ServiceError> {
     let exe = std::env::current_exe().map_err(io_error("finding the shim binary"))?;
-    let mut command = Command::new(exe);
+    // The daemon runs from a read-only view of the binary (see seal.rs); the descriptor stays
+    // open until the exec.
+    let (program, _view) = crate::seal::exec_path(&exe);
+    let mut command = Command::new(program);
     command
+        .arg0(&exe)
         .current_dir(bundle)
         .args(["-namespace", &flags.namespace, "-id", &flags.id])
         .args(["-address", &flags.address, "-socket", address])
@@ -169,6 +173,9 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
             "the shim needs -namespace and -socket (containerd starts it through `start`)".into(),
         ));
     }
+    // Started through /proc/self/fd/N (seal.rs), the kernel named this process "N": take the
+    // binary's name back, as ps and process lists expect.
+    name_process_after_binary();
     // First, before any thread exists: every container is cloned from here.
     let zygote = Zygote::fork(&flags.id, flags.debug).map_err(io_error("forking the zygote"))?;
     reaper::block_sigchld();
@@ -217,6 +224,11 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::Failed(format!("ttrpc: {e}")))?;
     release_start();
     tracing::info!(socket = %path, "shim serving");
+    if !crate::seal::running_sealed() {
+        tracing::warn!(
+            "running from the writable shim binary: no read-only view was possible (see seal.rs)"
+        );
+    }
 
     // The main thread has nothing else to do: it trims the shim when it goes idle.
     let mut idle = crate::footprint::Idle::default();
@@ -227,6 +239,21 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
     tracing::info!("shim exiting");
     // Open connections close with the process; containerd waits for that.
     std::process::exit(0);
+}
+
+fn name_process_after_binary() {
+    let Some(argv0) = std::env::args_os().next() else {
+        return;
+    };
+    let name = Path::new(&argv0)
+        .file_name()
+        .map(|n| n.as_encoded_bytes().to_vec())
+        .unwrap_or_default();
+    // The kernel keeps 15 bytes and a NUL.
+    let mut comm: Vec<u8> = name.into_iter().filter(|b| *b != 0).take(15).collect();
+    comm.push(0);
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr(), 0, 0, 0) };
 }
 
 /// Binds the shim's socket; `None` when a live shim already serves it.
