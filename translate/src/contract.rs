@@ -96,7 +96,7 @@ fn closed(report: &mut Report, path: &str, object: &Map<String, Value>, allowed:
     }
 }
 
-fn object<'a>(value: Option<&'a Value>) -> Option<&'a Map<String, Value>> {
+fn object(value: Option<&Value>) -> Option<&Map<String, Value>> {
     value.and_then(Value::as_object)
 }
 

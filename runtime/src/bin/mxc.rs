@@ -151,6 +151,10 @@ fn identity(user: Option<&str>) -> Result<Identity> {
                 (uid, uid)
             }
         };
+        anyhow::ensure!(
+            uid != 0 && gid != 0,
+            "--user {text}: the sandbox never runs as host root; name an unprivileged uid and gid"
+        );
         return Ok(Identity { uid, gid });
     }
     let sudo = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
