@@ -531,8 +531,15 @@ fn mounts_namespaces_and_module_loading_are_refused() -> Result<()> {
 fn host_processes_are_invisible_and_unsignalable() -> Result<()> {
     let mut sleeper = Command::new("sleep").arg("300").spawn()?;
     let pid = sleeper.id();
+    // ptrace(PTRACE_ATTACH, 1) through perl's raw syscall (101 on x86_64, 117 on aarch64).
+    let ptrace = if cfg!(target_arch = "aarch64") {
+        117
+    } else {
+        101
+    };
     let command = format!(
-        "ls -d /proc/[0-9]* | wc -l; ls /proc/{pid} 2>&1; kill -9 {pid}; echo kill=$?; kill -9 1; echo kill1=$?"
+        "ls -d /proc/[0-9]* | wc -l; ls /proc/{pid} 2>&1; kill -9 {pid}; echo kill=$?; kill -9 1; echo kill1=$?; \
+         perl -e 'print syscall({ptrace}, 16, 1, 0, 0) == -1 ? \"ptrace=$!\\n\" : \"ptrace=attached\\n\"'"
     );
     let run = mxc_run(shell(&command), &[]);
     let alive = sleeper.try_wait()?.is_none();
@@ -554,6 +561,11 @@ fn host_processes_are_invisible_and_unsignalable() -> Result<()> {
     );
     assert!(run.stdout().contains("No such file"), "{}", run.stdout());
     assert!(!run.stdout().contains("kill=0"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("ptrace=Operation not permitted"),
+        "{}",
+        run.stdout()
+    );
     Ok(())
 }
 
