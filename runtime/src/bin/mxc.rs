@@ -96,12 +96,9 @@ struct ExplainArgs {
 }
 
 fn main() -> ExitCode {
-    // A sandbox must not be able to overwrite this binary through /proc/<pid>/exe
-    // (CVE-2019-5736): re-execute from a sealed memfd copy first.
-    if let Err(error) = pentacle::ensure_sealed() {
-        eprintln!("mxc: cannot seal the binary: {error}");
-        return ExitCode::from(255);
-    }
+    // No sealed re-execution (CVE-2019-5736) here, unlike mxc-runtime: `mxc` never joins a
+    // sandbox's namespaces (there is no exec), so no sandbox process can ever see this process
+    // in /proc, and the workload is never host root anyway.
     let cli = Cli::parse();
     // Diagnostics only when asked for (MXC_LOG=debug): stderr belongs to the workload.
     if let Ok(filter) = std::env::var("MXC_LOG") {
