@@ -462,3 +462,28 @@ fn oom_kill_is_reported() -> Result<()> {
     assert_clean(&leaks, &containerd, NS, &[])?;
     Ok(())
 }
+
+#[test]
+fn the_binary_describes_itself() -> Result<()> {
+    // containerd 2.x asks a shim for its runtime info (a RuntimeInfo protobuf with the OCI
+    // features); `-v` prints the version.
+    let shim = mxc_conformance::bins::shim()?;
+    let mut cmd = std::process::Command::new(&shim);
+    cmd.arg("-info").stdin(std::process::Stdio::null());
+    let out = run(&mut cmd, Duration::from_secs(30))?.ok()?;
+    for expected in [
+        "io.containerd.mxc.v1",
+        "types.containerd.io/opencontainers/runtime-spec/1/features/Features",
+        "ociVersionMin",
+    ] {
+        assert!(out.stdout.contains(expected), "{expected} in {out}");
+    }
+    let mut cmd = std::process::Command::new(&shim);
+    cmd.arg("-v");
+    let out = run(&mut cmd, Duration::from_secs(30))?.ok()?;
+    assert!(
+        out.stdout.contains("Runtime: io.containerd.mxc.v1"),
+        "{out}"
+    );
+    Ok(())
+}

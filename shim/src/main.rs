@@ -5,6 +5,7 @@
 //! - `... start`: find or spawn the shim daemon for the container's group (one per pod) and print
 //!   its ttrpc address;
 //! - `... delete`: clean up after a shim that died (kill the container, unmount, remove state);
+//! - `-info`: describe the runtime and its OCI features (containerd 2.x asks);
 //! - no action: the daemon itself, serving the task API on `-socket`.
 //!
 //! | file | what lands there |
@@ -72,6 +73,7 @@ fn main() {
         std::process::exit(0);
     }
     let result = match flags.action.as_str() {
+        _ if flags.info => service::info(),
         "start" => service::start(&flags),
         "delete" => service::delete(&flags),
         "" => service::serve(&flags),

@@ -282,6 +282,33 @@ fn release_start() {
     unsafe { libc::dup2(2, 1) };
 }
 
+/// The type URL containerd decodes runtime features (runtime-spec's features.json) by.
+const FEATURES_TYPE_URL: &str =
+    "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+/// `-info`: the runtime's name, version and OCI features as a `RuntimeInfo` message (options
+/// arrive on stdin and change nothing here).
+pub fn info() -> Result<(), ServiceError> {
+    use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    let features = serde_json::to_vec(&mxc_runtime::features::features())
+        .map_err(|e| ServiceError::Failed(e.to_string()))?;
+    let mut version = RuntimeVersion::new();
+    version.version = env!("CARGO_PKG_VERSION").to_string();
+    let mut info = RuntimeInfo::new();
+    info.name = crate::RUNTIME_NAME.to_string();
+    info.version = Some(version).into();
+    info.features = Some(crate::events::pack(FEATURES_TYPE_URL, features)).into();
+    let bytes = info
+        .write_to_bytes()
+        .map_err(|e| ServiceError::Failed(e.to_string()))?;
+    use std::io::Write;
+    std::io::stdout()
+        .write_all(&bytes)
+        .map_err(io_error("writing the runtime info"))
+}
+
 /// `delete`: cleans up after a shim that is gone.
 pub fn delete(flags: &Flags) -> Result<(), ServiceError> {
     if flags.namespace.is_empty() || flags.id.is_empty() {
