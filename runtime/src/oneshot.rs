@@ -131,6 +131,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             container_id: id.clone(),
             policy_sha256: policy.sha256.clone(),
             log: AuditLog::open(path).map_err(|e| Failure::Runner(e.to_string()))?,
+            group: mxc_translate::compile::nftables::AUDIT_GROUP,
         }),
         None => None,
     };

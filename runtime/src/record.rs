@@ -124,6 +124,10 @@ pub struct ContainerRecord {
     /// listener) that live until it is deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub helpers: Vec<crate::process::InitProcess>,
+    /// Rules installed in a network namespace the engine owns (path, table): removed at delete,
+    /// since the namespace outlives the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_table: Option<(PathBuf, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -239,6 +243,7 @@ mod tests {
             policy: None,
             user_namespace: false,
             helpers: Vec::new(),
+            network_table: None,
         };
         record.save(&path).unwrap();
         record.save(&path).unwrap();

@@ -107,6 +107,8 @@ pub struct AuditListen {
     pub sha256: String,
     #[arg(long)]
     pub log: PathBuf,
+    #[arg(long)]
+    pub group: u16,
 }
 
 #[derive(Args, Debug)]

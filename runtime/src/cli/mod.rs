@@ -109,6 +109,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             let context = crate::network::AuditContext {
                 container_id: a.id,
                 policy_sha256: a.sha256,
+                group: a.group,
                 log: crate::network::AuditLog::open(&a.log)
                     .map_err(|e| CliError::Engine(EngineError::InvalidArgument(e.to_string())))?,
             };

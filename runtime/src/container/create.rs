@@ -144,6 +144,7 @@ impl Engine {
             }),
             user_namespace: effective.user_namespace,
             helpers: Vec::new(),
+            network_table: None,
         };
         self.save_record(&record)?;
         if let Some(p) = &record.policy {
@@ -214,21 +215,29 @@ impl Engine {
                 log: log.clone(),
                 container_id: id.to_string(),
                 policy_sha256: effective.policy.sha256.clone(),
+                group: mxc_translate::compile::nftables::log_group_for(id),
             });
             let network_error = |source| EngineError::Network {
                 id: id.to_string(),
                 source,
             };
+            let table = mxc_translate::compile::nftables::table_for(id);
             if options.network_in_process {
                 network = Some(
-                    crate::network::attach_bundle(pid, plan, connectivity, audit)
+                    crate::network::attach_bundle(pid, plan, connectivity, audit, &table)
                         .map_err(network_error)?,
                 );
             } else {
                 // The caller exits after create: what must outlive it runs detached, recorded
-                // so that delete stops it.
-                let helpers = crate::network::attach_detached(pid, plan, connectivity, audit)
-                    .map_err(network_error)?;
+                // so that delete stops it, and rules in an engine's namespace are recorded so
+                // that delete removes them.
+                if let Some(path) = crate::network::engine_netns_path(&effective.json) {
+                    record.network_table = Some((path, table.clone()));
+                    self.save_record(&record)?;
+                }
+                let helpers =
+                    crate::network::attach_detached(pid, plan, connectivity, audit, &table)
+                        .map_err(network_error)?;
                 record.helpers = helpers;
             }
         }

@@ -47,6 +47,10 @@ impl Engine {
         // SIGKILL and gives up on a busy one.
         self.kill_cgroup_processes(&record, KILL_TIMEOUT, false)?;
         crate::network::stop_helpers(&record.helpers);
+        if let Some((netns, table)) = &record.network_table {
+            // The engine's namespace outlives the container; its rules must not.
+            let _ = crate::network::remove_table_at(netns, table);
+        }
 
         let mut problems = Vec::new();
         if self.layout.container_dir(id).exists() {

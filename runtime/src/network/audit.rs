@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use mxc_translate::compile::nftables::AUDIT_GROUP;
 use serde_json::{json, Value};
 
 use super::{netns, NetworkError};
@@ -64,6 +63,8 @@ pub struct AuditContext {
     pub container_id: String,
     pub policy_sha256: String,
     pub log: AuditLog,
+    /// The NFLOG group the ruleset logs to.
+    pub group: u16,
 }
 
 pub struct AuditListener {
@@ -86,7 +87,8 @@ const NFULA_PREFIX: u16 = 10;
 impl AuditListener {
     /// Binds the listener inside the network namespace of `pid`, before the workload starts.
     pub fn start(pid: i32, context: AuditContext) -> Result<AuditListener, NetworkError> {
-        let socket = netns::in_netns(pid, bind_nflog)?;
+        let group = context.group;
+        let socket = netns::in_netns(pid, move || bind_nflog(group))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::spawn(move || listen(socket, flag, context));
@@ -106,7 +108,7 @@ impl Drop for AuditListener {
     }
 }
 
-fn bind_nflog() -> std::io::Result<OwnedFd> {
+fn bind_nflog(group: u16) -> std::io::Result<OwnedFd> {
     // SAFETY: creating a socket; ownership passes to OwnedFd.
     let raw = unsafe {
         libc::socket(
@@ -134,13 +136,17 @@ fn bind_nflog() -> std::io::Result<OwnedFd> {
     if rc < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    send_config(&socket, &attr(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND]))?;
+    send_config(&socket, group, &attr(NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND]))?;
     let mut mode = 256u32.to_be_bytes().to_vec();
     mode.extend([NFULNL_COPY_PACKET, 0]);
-    send_config(&socket, &attr(NFULA_CFG_MODE, &mode))?;
+    send_config(&socket, group, &attr(NFULA_CFG_MODE, &mode))?;
     // Deliver each packet at once instead of batching for up to a second: the record of the
     // last denial before the workload exits must not be lost.
-    send_config(&socket, &attr(NFULA_CFG_QTHRESH, &1u32.to_be_bytes()))?;
+    send_config(
+        &socket,
+        group,
+        &attr(NFULA_CFG_QTHRESH, &1u32.to_be_bytes()),
+    )?;
     // A receive timeout lets the listener notice when it should stop.
     let timeout = libc::timeval {
         tv_sec: 0,
@@ -171,7 +177,7 @@ fn attr(kind: u16, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-fn send_config(socket: &OwnedFd, attrs: &[u8]) -> std::io::Result<()> {
+fn send_config(socket: &OwnedFd, group: u16, attrs: &[u8]) -> std::io::Result<()> {
     let mut message = Vec::new();
     let length = 16 + 4 + attrs.len();
     message.extend((length as u32).to_ne_bytes());
@@ -181,7 +187,7 @@ fn send_config(socket: &OwnedFd, attrs: &[u8]) -> std::io::Result<()> {
     message.extend(0u32.to_ne_bytes()); // port id
     message.push(libc::AF_UNSPEC as u8);
     message.push(0); // NFNETLINK_V0
-    message.extend(AUDIT_GROUP.to_be_bytes());
+    message.extend(group.to_be_bytes());
     message.extend(attrs);
     // SAFETY: sending a buffer we own.
     let rc = unsafe {
@@ -341,11 +347,12 @@ pub fn spawn_detached_listener(
             "--id",
             &target.container_id,
         ])
+        .args(["--group", &target.group.to_string()])
         .args(["--sha256", &target.policy_sha256, "--log"])
         .arg(&target.log)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stderr(std::process::Stdio::piped());
     // SAFETY: setsid only, between fork and exec.
     unsafe {
         command.pre_exec(|| {
@@ -365,10 +372,14 @@ pub fn spawn_detached_listener(
         (true, Some(process)) => Ok(process),
         _ => {
             let _ = child.kill();
+            let mut why = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
+            }
             let _ = child.wait();
             Err(NetworkError::io(
                 "starting the denial listener",
-                std::io::Error::other(format!("it did not start: {}", line.trim())),
+                std::io::Error::other(format!("it did not start: {} {}", line.trim(), why.trim())),
             ))
         }
     }

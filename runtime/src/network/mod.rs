@@ -66,6 +66,45 @@ pub struct NetworkAttachment {
     slirp: Option<slirp::Slirp>,
     _audit: Option<audit::AuditListener>,
     _relay: Option<relay::Relay>,
+    /// Rules in a namespace that outlives the container (the engine's): removed on drop.
+    installed: Option<InstalledTable>,
+}
+
+/// A table installed in a network namespace that is not the container's alone, held by an
+/// open descriptor so that it can be removed after the container's processes are gone.
+struct InstalledTable {
+    netns: std::fs::File,
+    table: String,
+}
+
+impl InstalledTable {
+    fn remember(pid: i32, table: &str) -> Option<InstalledTable> {
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).ok()?;
+        Some(InstalledTable {
+            netns,
+            table: table.to_string(),
+        })
+    }
+}
+
+impl Drop for InstalledTable {
+    fn drop(&mut self) {
+        let _ = remove_table(&self.netns, &self.table);
+    }
+}
+
+/// Deletes `table` in the network namespace open as `netns` (quietly: it may be gone with it).
+pub fn remove_table(netns: &std::fs::File, table: &str) -> Result<(), NetworkError> {
+    let nft = which("nft").ok_or(NetworkError::MissingTool("nft", "nftables"))?;
+    netns::run_in_netns_file(netns, &nft, &["delete", "table", "inet", table], b"")?;
+    Ok(())
+}
+
+/// Deletes `table` in the network namespace at `path` (an engine-provided namespace).
+pub fn remove_table_at(path: &Path, table: &str) -> Result<(), NetworkError> {
+    let netns = std::fs::File::open(path)
+        .map_err(|e| NetworkError::io(format!("opening {}", path.display()), e))?;
+    remove_table(&netns, table)
 }
 
 impl std::fmt::Debug for NetworkAttachment {
@@ -90,10 +129,32 @@ pub fn attach(
     connectivity: Connectivity,
     audit: Option<AuditContext>,
 ) -> Result<NetworkAttachment, NetworkError> {
+    attach_as(
+        pid,
+        plan,
+        names,
+        connectivity,
+        audit,
+        nftables::TABLE,
+        nftables::AUDIT_GROUP,
+    )
+}
+
+fn attach_as(
+    pid: i32,
+    plan: &NetworkPlan,
+    names: &ResolvedNames,
+    connectivity: Connectivity,
+    audit: Option<AuditContext>,
+    table: &str,
+    log_group: u16,
+) -> Result<NetworkAttachment, NetworkError> {
     let mut facts = NetworkFacts {
         host_addresses: host_addresses()?,
         resolved: names.entries.clone(),
         proxy: Vec::new(),
+        table: table.to_string(),
+        log_group,
     };
     if connectivity == Connectivity::Userspace {
         // slirp4netns's gateway and DNS addresses lead to the host.
@@ -110,17 +171,24 @@ pub fn attach(
     let Some(ruleset) = nftables::ruleset(plan, &facts) else {
         // Isolated: a namespace of the runtime's own has loopback only; one the engine provided
         // may have interfaces, so it gets a ruleset that drops everything but loopback.
-        if connectivity == Connectivity::EngineProvided {
-            install_rules(pid, &isolated_ruleset())?;
-        }
-        return Ok(NetworkAttachment {
+        let mut attachment = NetworkAttachment {
             slirp: None,
             _audit: None,
             _relay: None,
-        });
+            installed: None,
+        };
+        if connectivity == Connectivity::EngineProvided {
+            install_rules(pid, &isolated_ruleset(table))?;
+            attachment.installed = InstalledTable::remember(pid, table);
+        }
+        return Ok(attachment);
     };
     // Rules before connectivity: there is never a moment with an interface and no rules.
     install_rules(pid, &ruleset)?;
+    let installed = match connectivity {
+        Connectivity::EngineProvided => InstalledTable::remember(pid, table),
+        Connectivity::Userspace => None,
+    };
     let audit = match audit {
         Some(context) => Some(audit::AuditListener::start(pid, context)?),
         None => None,
@@ -139,16 +207,16 @@ pub fn attach(
         slirp,
         _audit: audit,
         _relay: relay,
+        installed,
     })
 }
 
 /// Loopback only, whatever interfaces an engine adds later.
-fn isolated_ruleset() -> String {
+fn isolated_ruleset(table: &str) -> String {
     format!(
-        "table inet {t} {{\n  chain output {{ type filter hook output priority 0; policy drop; oif \"lo\" accept; }}\n  \
+        "table inet {table} {{\n  chain output {{ type filter hook output priority 0; policy drop; oif \"lo\" accept; }}\n  \
          chain input {{ type filter hook input priority 0; policy drop; iif \"lo\" accept; }}\n  \
-         chain forward {{ type filter hook forward priority 0; policy drop; }}\n}}\n",
-        t = nftables::TABLE
+         chain forward {{ type filter hook forward priority 0; policy drop; }}\n}}\n"
     )
 }
 
@@ -299,12 +367,28 @@ pub fn engine_provides_network(spec: &serde_json::Value) -> bool {
     joins || hook("prestart") || hook("createRuntime")
 }
 
+/// The path of the engine's network namespace the spec joins, if any.
+pub fn engine_netns_path(spec: &serde_json::Value) -> Option<PathBuf> {
+    spec["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find_map(|ns| {
+            (ns["type"] == "network")
+                .then(|| ns["path"].as_str())
+                .flatten()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        })
+}
+
 /// Where bundle-mode denials go.
 #[derive(Debug, Clone)]
 pub struct AuditTarget {
     pub log: PathBuf,
     pub container_id: String,
     pub policy_sha256: String,
+    /// The NFLOG group the container's rules log to.
+    pub group: u16,
 }
 
 /// Bundle mode with a caller that lives as long as the container (the shim).
@@ -313,6 +397,7 @@ pub fn attach_bundle(
     plan: &NetworkPlan,
     connectivity: Connectivity,
     audit: Option<AuditTarget>,
+    table: &str,
 ) -> Result<NetworkAttachment, NetworkError> {
     if connectivity == Connectivity::Userspace {
         bring_up_loopback(pid)?;
@@ -323,10 +408,12 @@ pub fn attach_bundle(
             log: AuditLog::open(&target.log)?,
             container_id: target.container_id,
             policy_sha256: target.policy_sha256,
+            group: target.group,
         }),
         None => None,
     };
-    attach(pid, plan, &names, connectivity, audit)
+    let group = audit.as_ref().map_or(nftables::AUDIT_GROUP, |a| a.group);
+    attach_as(pid, plan, &names, connectivity, audit, table, group)
 }
 
 fn bundle_names(plan: &NetworkPlan) -> Result<ResolvedNames, NetworkError> {
@@ -346,6 +433,7 @@ pub fn attach_detached(
     plan: &NetworkPlan,
     connectivity: Connectivity,
     audit: Option<AuditTarget>,
+    table: &str,
 ) -> Result<Vec<crate::process::InitProcess>, NetworkError> {
     if connectivity == Connectivity::Userspace {
         bring_up_loopback(pid)?;
@@ -355,6 +443,8 @@ pub fn attach_detached(
         host_addresses: host_addresses()?,
         resolved: names.entries.clone(),
         proxy: Vec::new(),
+        table: table.to_string(),
+        log_group: audit.as_ref().map_or(0, |a| a.group),
     };
     if let NetworkPlan::ProxyOnly { proxy } = plan {
         let (sandbox_side, relay) = proxy_endpoints(proxy)?;
@@ -375,7 +465,7 @@ pub fn attach_detached(
     }
     let ruleset = match nftables::ruleset(plan, &facts) {
         Some(ruleset) => ruleset,
-        None if connectivity == Connectivity::EngineProvided => isolated_ruleset(),
+        None if connectivity == Connectivity::EngineProvided => isolated_ruleset(table),
         None => return Ok(Vec::new()),
     };
     install_rules(pid, &ruleset)?;

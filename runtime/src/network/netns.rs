@@ -44,7 +44,19 @@ pub fn run_in_netns(
     args: &[&str],
     input: &[u8],
 ) -> Result<Output, NetworkError> {
-    let ns = open_netns(pid)?;
+    run_in_netns_file(&open_netns(pid)?, program, args, input)
+}
+
+/// Runs a program inside the network namespace open as `ns`.
+pub fn run_in_netns_file(
+    ns: &File,
+    program: &Path,
+    args: &[&str],
+    input: &[u8],
+) -> Result<Output, NetworkError> {
+    let ns = ns
+        .try_clone()
+        .map_err(|e| NetworkError::io("duplicating a namespace descriptor", e))?;
     let mut command = Command::new(program);
     command
         .args(args)

@@ -12,10 +12,28 @@ use ipnet::IpNet;
 use crate::network::{Peer, PortSelector, Protocol, Rule};
 use crate::policy::{EgressFilter, HostnameRule, NetworkPlan};
 
-/// NFLOG group the denial log reads.
+/// NFLOG group the denial log reads in a sandbox's own namespace. In a shared (pod) namespace
+/// each container logs to a group of its own ([`log_group_for`]): a group has one reader.
 pub const AUDIT_GROUP: u16 = 17;
-/// The table's name in the sandbox's namespace.
+/// The table's name in a sandbox's own namespace. In a namespace an engine provides (a pod's,
+/// shared by its containers), each container has a table of its own, named by
+/// [`table_for`], so that its rules can be removed when it is deleted.
 pub const TABLE: &str = "mxc";
+
+/// The NFLOG group for container `id` in a shared namespace: 1000..=65535.
+pub fn log_group_for(id: &str) -> u16 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    1000 + (u16::from_be_bytes([digest[6], digest[7]]) % 64536)
+}
+
+/// The table name for container `id`: `mxc_` and 12 hex digits of the id's sha256.
+pub fn table_for(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    format!("mxc_{hex}")
+}
 
 /// What the ruleset needs to know beyond the policy.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +45,10 @@ pub struct NetworkFacts {
     pub resolved: Vec<(HostnameRule, Vec<IpAddr>)>,
     /// The proxy's addresses inside the sandbox's view (proxy-only mode).
     pub proxy: Vec<SocketAddr>,
+    /// The table's name; [`TABLE`] when empty.
+    pub table: String,
+    /// The NFLOG group of the denial log; [`AUDIT_GROUP`] when 0.
+    pub log_group: u16,
 }
 
 /// The audit prefix for a rule: `deny <json path>` or `default`.
@@ -40,7 +62,17 @@ fn prefix(verdict: &str, origin: &str) -> String {
 /// has loopback only).
 pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
     let mut out = String::new();
-    let _ = writeln!(out, "table inet {TABLE} {{");
+    let table = if facts.table.is_empty() {
+        TABLE
+    } else {
+        facts.table.as_str()
+    };
+    let group = if facts.log_group == 0 {
+        AUDIT_GROUP
+    } else {
+        facts.log_group
+    };
+    let _ = writeln!(out, "table inet {table} {{");
     let _ = writeln!(out, "  chain output {{");
     let _ = writeln!(out, "    type filter hook output priority 0; policy drop;");
     let _ = writeln!(out, "    oif \"lo\" accept");
@@ -55,7 +87,7 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
     for address in &facts.host_addresses {
         let _ = writeln!(
             out,
-            "    {} daddr {address} log group {AUDIT_GROUP} prefix \"{}\" drop",
+            "    {} daddr {address} log group {group} prefix \"{}\" drop",
             family(address),
             prefix("deny", "network.ingress.hostLoopback")
         );
@@ -74,11 +106,11 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
             }
             let _ = writeln!(
                 out,
-                "    log group {AUDIT_GROUP} prefix \"{}\" drop",
+                "    log group {group} prefix \"{}\" drop",
                 prefix("deny", "proxy-only")
             );
         }
-        NetworkPlan::Filtered(filter) => egress(&mut out, filter, facts),
+        NetworkPlan::Filtered(filter) => egress(&mut out, filter, facts, group),
     }
     let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "  chain input {{");
@@ -91,7 +123,7 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
     );
     let _ = writeln!(
         out,
-        "    ct state new log group {AUDIT_GROUP} prefix \"{}\" drop",
+        "    ct state new log group {group} prefix \"{}\" drop",
         prefix("deny", "network.ingress.default")
     );
     let _ = writeln!(out, "  }}");
@@ -102,12 +134,12 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
     Some(out)
 }
 
-fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts) {
+fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts, group: u16) {
     for rule in &filter.deny {
         for line in matches(rule) {
             let _ = writeln!(
                 out,
-                "    {line}log group {AUDIT_GROUP} prefix \"{}\" drop",
+                "    {line}log group {group} prefix \"{}\" drop",
                 prefix("deny", &rule.path)
             );
         }
@@ -116,7 +148,7 @@ fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts) {
         for address in addresses {
             let _ = writeln!(
                 out,
-                "    {} daddr {address} log group {AUDIT_GROUP} prefix \"{}\" drop",
+                "    {} daddr {address} log group {group} prefix \"{}\" drop",
                 family(address),
                 prefix("deny", &host.path)
             );
@@ -137,7 +169,7 @@ fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts) {
     } else {
         let _ = writeln!(
             out,
-            "    log group {AUDIT_GROUP} prefix \"{}\" drop",
+            "    log group {group} prefix \"{}\" drop",
             prefix("deny", "network.egress.default")
         );
     }
