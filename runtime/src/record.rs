@@ -191,7 +191,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
             .mode(mode)
             .open(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_data()?;
+        // No fsync: runtime state is volatile by nature (it describes processes that do not
+        // survive a reboot); the rename alone keeps readers from seeing a partial file.
         fs::rename(&tmp, path)
     })();
     if result.is_err() {
