@@ -301,3 +301,37 @@ fn an_isolated_policy_leaves_loopback_only() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_runtime_binary_cannot_be_overwritten_through_proc_exe() -> Result<()> {
+    // CVE-2019-5736: whoever reaches `/proc/<pid>/exe` of a runtime process must not be able
+    // to write the binary on the host. `mxc-runtime run` stays alive while its container runs.
+    let bundle = Bundle::new(&["/bin/sh", "-c", "sleep 30"])?;
+    let runtime = OciRuntime::mxc_runtime()?;
+    let id = unique_name("exe");
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).runtime_root(runtime.root());
+    let bundle_path = bundle.path().display().to_string();
+    let mut child = runtime
+        .command(&["run", "--bundle", &bundle_path, &id])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let exe = PathBuf::from(format!("/proc/{}/exe", child.id()));
+    // Wait until the container runs, so that the process is past any re-execution.
+    let running = mxc_conformance::command::poll(std::time::Duration::from_secs(20), || {
+        let state = runtime.run(&["state", &id])?;
+        Ok(state.stdout.contains("\"running\"").then_some(()))
+    });
+    let write = std::fs::OpenOptions::new().write(true).open(&exe);
+    let image = std::fs::read(&exe);
+    runtime.run(&["kill", &id, "KILL"])?;
+    mxc_conformance::command::wait_until(&mut child, std::time::Duration::from_secs(20))?;
+    running?;
+    let err = write.expect_err("the runtime's own image was opened for writing");
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    // It is the installed binary, seen read-only, not some other program.
+    assert_eq!(image?, std::fs::read(runtime.binary())?);
+    leaks.assert_clean()?;
+    Ok(())
+}

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod process;
 pub mod record;
 pub mod resources;
+pub mod seal;
 pub mod signal;
 pub mod spec;
 pub mod stats;

@@ -38,7 +38,6 @@ mod oom;
 mod options;
 mod process;
 mod reaper;
-mod seal;
 mod service;
 mod stats;
 mod task;

@@ -120,7 +120,7 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<(), Servi
     let exe = std::env::current_exe().map_err(io_error("finding the shim binary"))?;
     // The daemon runs from a read-only view of the binary (see seal.rs); the descriptor stays
     // open until the exec.
-    let (program, _view) = crate::seal::exec_path(&exe);
+    let (program, _view) = mxc_runtime::seal::exec_path(&exe);
     let mut command = Command::new(program);
     command
         .arg0(&exe)
@@ -224,7 +224,7 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::Failed(format!("ttrpc: {e}")))?;
     release_start();
     tracing::info!(socket = %path, "shim serving");
-    if !crate::seal::running_sealed() {
+    if !mxc_runtime::seal::running_sealed() {
         tracing::warn!(
             "running from the writable shim binary: no read-only view was possible (see seal.rs)"
         );

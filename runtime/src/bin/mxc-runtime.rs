@@ -6,8 +6,9 @@ use mxc_runtime::error::error_chain;
 
 fn main() {
     // A container must not be able to overwrite this binary through /proc/self/exe
-    // (CVE-2019-5736): re-exec from a sealed in-memory copy before anything else runs.
-    if let Err(err) = pentacle::ensure_sealed() {
+    // (CVE-2019-5736): run from a read-only view of it, as runc does since 1.2 (nothing is
+    // copied), or, where the kernel cannot make one, from a sealed in-memory copy.
+    if let Err(err) = run_from_read_only_image() {
         eprintln!("sealing the runtime binary: {err}");
         std::process::exit(1);
     }
@@ -21,4 +22,36 @@ fn main() {
             std::process::exit(1);
         }
     }
+}
+
+/// Set only across the one re-execution, so that a view the kernel does not report as
+/// read-only can never turn into an exec loop.
+const REEXECUTED: &str = "_MXC_RUNTIME_REEXECUTED";
+
+fn run_from_read_only_image() -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(REEXECUTED).is_some() {
+        std::env::remove_var(REEXECUTED);
+        return Ok(());
+    }
+    if mxc_runtime::seal::running_sealed() {
+        return Ok(());
+    }
+    let binary = std::env::current_exe()?;
+    let (path, view) = mxc_runtime::seal::exec_path(&binary);
+    if view.is_none() {
+        return pentacle::ensure_sealed();
+    }
+    let mut args = std::env::args_os();
+    let argv0 = args
+        .next()
+        .unwrap_or_else(|| binary.clone().into_os_string());
+    // The view's descriptor must stay open until the exec, which replaces this process.
+    let err = std::process::Command::new(&path)
+        .arg0(argv0)
+        .args(args)
+        .env(REEXECUTED, "1")
+        .exec();
+    drop(view);
+    Err(err)
 }

@@ -1,11 +1,11 @@
-//! CVE-2019-5736: a container must not be able to overwrite the shim's binary on the host
-//! through `/proc/<pid>/exe` of a process that still runs the shim's image inside it (a
+//! CVE-2019-5736: a container must not be able to overwrite a runtime binary on the host
+//! through `/proc/<pid>/exe` of a process that still runs the runtime's image inside it (a
 //! container's init or an exec process between entering the container and exec).
 //!
 //! Those processes are already non-dumpable (libcontainer marks the caller so before it
 //! clones) and containers hold no capabilities, which keeps `/proc/<pid>/exe` out of their
-//! reach. As runc does since 1.2, the shim also runs from a read-only view of its binary: a
-//! private overlayfs mount, never attached to any mount tree, of the binary's directory (and
+//! reach. As runc does since 1.2, the shim and `mxc-runtime` also run from a read-only view
+//! of their binary: a private overlayfs mount, never attached to any mount tree, of the binary's directory (and
 //! an empty directory: overlayfs is read-only when it has only lower layers, and wants two).
 //! A write through `/proc/<pid>/exe` then fails (EROFS), and unlike a sealed in-memory copy
 //! nothing is copied: one shim per pod stays small.
@@ -22,7 +22,6 @@ const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOUNT_ATTR_RDONLY: libc::c_uint = 0x1;
 const MOUNT_ATTR_NOSUID: libc::c_uint = 0x2;
 const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
-const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
 
 fn last_error(what: &str) -> std::io::Error {
     let err = std::io::Error::last_os_error();
@@ -140,7 +139,7 @@ impl EmptyDir {
     fn new() -> std::io::Result<EmptyDir> {
         use std::os::unix::fs::DirBuilderExt;
         let path = std::env::temp_dir().join(format!(
-            ".mxc-shim-empty-{}-{}",
+            ".mxc-view-empty-{}-{}",
             std::process::id(),
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -175,15 +174,16 @@ pub fn exec_path(binary: &Path) -> (PathBuf, Option<OwnedFd>) {
     }
 }
 
-/// Whether this process runs from a read-only view of its binary.
+/// Whether this process's binary is on a read-only mount (its read-only view, or a binary
+/// installed read-only): a write through `/proc/<pid>/exe` then fails.
 pub fn running_sealed() -> bool {
     let path = c"/proc/self/exe";
-    // SAFETY: statfs fills a zeroed struct from a valid path.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(path.as_ptr(), &mut fs) } != 0 {
+    // SAFETY: statvfs fills a zeroed struct from a valid path.
+    let mut fs: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut fs) } != 0 {
         return false;
     }
-    fs.f_type as i64 == OVERLAYFS_SUPER_MAGIC
+    fs.f_flag & libc::ST_RDONLY != 0
 }
 
 #[cfg(test)]
