@@ -10,7 +10,7 @@ packages=(
   containerd runc crun docker.io
   # CNI plugins for CRI pod networks (ptp, host-local, loopback)
   containernetworking-plugins
-  # test images without a registry
+  # test images without a registry (build-essential below builds their static ICMP probe)
   busybox-static umoci skopeo
   # network namespaces and rules
   iproute2 nftables iptables passt slirp4netns util-linux

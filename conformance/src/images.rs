@@ -1,5 +1,5 @@
-//! The test images, made without a registry: a busybox root filesystem from `busybox-static`,
-//! packed into an OCI image layout with `umoci`, and turned into Docker archives with `skopeo`
+//! The test images, made without a registry: a busybox root filesystem from `busybox-static`
+//! (plus `icmp-echo`, a static ICMP probe built from `conformance/images/icmp-echo.c`), packed into an OCI image layout with `umoci`, and turned into Docker archives with `skopeo`
 //! (for `ctr images import` and `docker load`).
 //!
 //! They are built once and cached under `<workspace>/target/mxc-conformance/` (or
@@ -29,7 +29,10 @@ pub const PAUSE_REF: &str = "docker.io/library/mxc-pause:latest";
 pub const IMAGE_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Changing how the images are made changes this, and with it the cache key.
-const RECIPE: &str = "busybox-rootfs-v1";
+const RECIPE: &str = "busybox-rootfs-v2";
+
+/// The ICMP probe's source: busybox's `ping` needs a raw socket, which no sandbox has.
+const ICMP_ECHO_SOURCE: &str = include_str!("../images/icmp-echo.c");
 
 const TOOL_LIMIT: Duration = Duration::from_secs(120);
 
@@ -119,6 +122,7 @@ fn cache_key() -> Result<String> {
     })?;
     let mut hash = Sha256::new();
     hash.update(RECIPE.as_bytes());
+    hash.update(ICMP_ECHO_SOURCE.as_bytes());
     hash.update(&bytes);
     let digest = hash.finalize();
     Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
@@ -228,6 +232,8 @@ fn build_rootfs(rootfs: &Path) -> Result<()> {
         );
     }
 
+    build_icmp_echo(&rootfs.join("usr/local/bin/icmp-echo"))?;
+
     fs::write(
         rootfs.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
@@ -239,6 +245,24 @@ fn build_rootfs(rootfs: &Path) -> Result<()> {
     )?;
     fs::write(rootfs.join("etc/hostname"), "busybox\n")?;
     fs::write(rootfs.join("etc/resolv.conf"), "")?;
+    Ok(())
+}
+
+/// Compiles the ICMP probe, statically: the image has no C library.
+fn build_icmp_echo(target: &Path) -> Result<()> {
+    let dir = target.parent().context("the probe's directory")?;
+    fs::create_dir_all(dir)?;
+    let source = dir.join("icmp-echo.c");
+    fs::write(&source, ICMP_ECHO_SOURCE)?;
+    let built = run_ok(
+        Command::new("gcc")
+            .args(["-static", "-Os", "-Wall", "-o"])
+            .arg(target)
+            .arg(&source),
+        TOOL_LIMIT,
+    );
+    fs::remove_file(&source)?;
+    built.context("compiling icmp-echo (gcc and libc6-dev: conformance/setup.sh)")?;
     Ok(())
 }
 

@@ -117,6 +117,28 @@ fn udp_client(addr: SocketAddr, tag: &str) -> String {
     )
 }
 
+/// One ICMP echo request through an unprivileged ping socket (the sandbox has no raw socket):
+/// `TAG=reply`, `TAG=none`, `TAG=blocked` (the send was refused) or `TAG=nosocket`.
+fn icmp_client(ip: IpAddr, tag: &str) -> String {
+    let (family, protocol, echo, address) = match ip {
+        IpAddr::V4(v4) => (
+            "AF_INET",
+            1,
+            8,
+            format!("pack_sockaddr_in(0, inet_aton(\"{v4}\"))"),
+        ),
+        IpAddr::V6(v6) => (
+            "AF_INET6",
+            58,
+            128,
+            format!("pack_sockaddr_in6(0, inet_pton(AF_INET6, \"{v6}\"))"),
+        ),
+    };
+    format!(
+        "perl -MSocket=:all -e 'socket($s, {family}, SOCK_DGRAM, {protocol}) or do {{ print \"{tag}=nosocket\\n\"; exit }}; send($s, pack(\"CCnnn\", {echo}, 0, 0, 0, 1), 0, {address}) or do {{ print \"{tag}=blocked\\n\"; exit }}; $v = \"\"; vec($v, fileno($s), 1) = 1; print \"{tag}=\" . (select($v, undef, undef, 2) ? \"reply\" : \"none\") . \"\\n\"'; "
+    )
+}
+
 fn mxc_run(command: &str, network: Value) -> Result<Outcome> {
     let id = unique_name("net");
     let config = json!({
@@ -174,6 +196,8 @@ fn allowed_destination_is_reachable_and_everything_else_is_denied_and_logged() -
         tcp_client(other_host.addr(), "other_host"),
         tcp_client(v6.addr(), "v6"),
         udp_client(udp.addr(), "udp"),
+        icmp_client(host.v4(), "icmp"),
+        icmp_client(host.v6(), "icmpv6"),
     ]
     .concat();
     let network = allow(
@@ -184,7 +208,7 @@ fn allowed_destination_is_reachable_and_everything_else_is_denied_and_logged() -
     let out = mxc_run(&command, network)?;
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("allowed=allowed"), "{}", out.stdout);
-    for tag in ["other_port", "other_host", "v6", "udp"] {
+    for tag in ["other_port", "other_host", "v6", "udp", "icmp", "icmpv6"] {
         assert!(
             out.stdout.contains(&format!("{tag}=blocked"))
                 || out.stdout.contains(&format!("{tag}=none")),
@@ -218,6 +242,18 @@ fn allowed_destination_is_reachable_and_everything_else_is_denied_and_logged() -
         "udp denial not logged: {:#?}",
         out.audit
     );
+    for (protocol, destination) in [("icmp", host.v4()), ("icmpv6", host.v6())] {
+        assert!(
+            out.denied(destination, None, default)
+                && out
+                    .denials()
+                    .iter()
+                    .any(|r| r["protocol"] == protocol
+                        && r["destination"] == destination.to_string()),
+            "{protocol} denial not logged: {:#?}",
+            out.audit
+        );
+    }
     for record in out.denials() {
         assert_eq!(record["policy_sha256"].as_str().map(str::len), Some(64));
         assert!(record["time"].is_string() && record["container"].is_string());
