@@ -195,20 +195,36 @@ fn check_denials(node: &Node, host_v4: IpAddr, host_v6: IpAddr, containers: &[&s
     Ok(())
 }
 
-/// The `mxc_` tables of the namespace at `path`.
-fn mxc_tables(path: &Path) -> Result<Vec<String>> {
-    let out = run_ok(
-        NetNamespace::at(path)
-            .command("nft")
-            .args(["list", "tables"]),
-        Duration::from_secs(10),
-    )?;
-    Ok(out
-        .stdout
-        .lines()
-        .filter(|line| line.contains(" mxc_"))
-        .map(str::to_string)
-        .collect())
+/// A network namespace held open by this test, so that its rules can be listed whatever
+/// happens to the path it was found at (a bind mount another process may detach).
+struct Held {
+    file: std::fs::File,
+}
+
+impl Held {
+    fn open(path: &Path) -> Result<Held> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("opening network namespace {}", path.display()))?;
+        Ok(Held { file })
+    }
+
+    /// The `mxc_` tables in the namespace.
+    fn mxc_tables(&self) -> Result<Vec<String>> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd());
+        let out = run_ok(
+            NetNamespace::at(path)
+                .command("nft")
+                .args(["list", "tables"]),
+            Duration::from_secs(10),
+        )?;
+        Ok(out
+            .stdout
+            .lines()
+            .filter(|line| line.contains(" mxc_"))
+            .map(str::to_string)
+            .collect())
+    }
 }
 
 /// Lets unprivileged ICMP sockets open in a namespace the test owns, so that the ICMP probes
@@ -243,6 +259,7 @@ fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
     let id = unique_name("withns");
     leaks.container(&id);
     let config = node.config().display().to_string();
+    let held = Held::open(container_ns.path())?;
     let with_ns = format!("network:{}", container_ns.path().display());
     let annotation = policy_annotation(&policy(veth.right_v4.into()));
     containerd
@@ -266,7 +283,7 @@ fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
         .ok()?;
     wait_status(&containerd, "default", &id, "RUNNING")?;
     ensure!(
-        mxc_tables(container_ns.path())?.len() == 1,
+        held.mxc_tables()?.len() == 1,
         "one table in the given namespace"
     );
     let exec = |exec_id: &str, script: &str| {
@@ -316,9 +333,9 @@ fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
     containerd.ctr(&["tasks", "delete", &id])?.ok()?;
     containerd.ctr(&["containers", "delete", &id])?.ok()?;
     ensure!(
-        mxc_tables(container_ns.path())?.is_empty(),
+        held.mxc_tables()?.is_empty(),
         "the container's rules outlived it: {:?}",
-        mxc_tables(container_ns.path())
+        held.mxc_tables()
     );
     assert_clean(&leaks, &containerd, "default", &[])?;
     Ok(())
@@ -358,6 +375,7 @@ fn a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace() -> Result<(
         .context("the pod has a network namespace")?;
     // A second link into the pod's namespace, to the test host: the CNI's own link leads only
     // to the root namespace.
+    let held = Held::open(&pod_ns)?;
     let _veth = Veth::connect(&NetNamespace::at(&pod_ns), &host, &subnet, 1, 2)?;
     let servers = Servers::start(&host, subnet.v4(2).into(), subnet.v6(2).into())?;
 
@@ -365,7 +383,7 @@ fn a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace() -> Result<(
     let agent = cri.create_container(&pod, &config, &pod_config)?;
     leaks.container(&agent);
     cri.start_container(&agent)?;
-    let tables_with_agent = mxc_tables(&pod_ns)?;
+    let tables_with_agent = held.mxc_tables()?;
 
     let out = cri.exec_sync(&agent, &["sh", "-c", &servers.probes()], 60)?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -379,7 +397,7 @@ fn a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace() -> Result<(
 
     cri.stop_container(&agent, 0)?;
     cri.remove_container(&agent)?;
-    let tables = mxc_tables(&pod_ns)?;
+    let tables = held.mxc_tables()?;
     ensure!(
         tables.len() + 1 == tables_with_agent.len(),
         "the agent's table outlived it: {tables_with_agent:?} then {tables:?}"

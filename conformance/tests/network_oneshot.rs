@@ -500,3 +500,18 @@ fn nothing_of_the_network_set_up_outlives_the_run() -> Result<()> {
     server.finish();
     Ok(())
 }
+
+#[test]
+fn the_userspace_stack_leaves_the_hosts_mounts_alone() -> Result<()> {
+    // The host's shared mounts (here the bind mount behind an `ip netns` name, as CNI and
+    // Docker keep them) must survive a sandbox whose userspace stack sandboxes itself.
+    // (Other tests' mounts come and go meanwhile; only this test's own one is checked.)
+    let ns = NetNamespace::create()?;
+    let mounted = || mxc_conformance::leaks::mount_points().contains(&ns.path().to_path_buf());
+    assert!(mounted());
+    let out = mxc_run("true", json!({"egress": {"default": "allow"}}))?;
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(mounted(), "{} was detached", ns.path().display());
+    ns.ip(&["link", "show", "lo"])?;
+    Ok(())
+}

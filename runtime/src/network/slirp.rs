@@ -38,6 +38,32 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), NetworkError> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Runs in the child before exec: a private copy of the mount tree, so that nothing
+/// slirp4netns's own sandbox does to its mounts (it pivots into a tmpfs and detaches the old
+/// root, with only `/` made private) propagates back to the host's shared mounts, such as the
+/// `/run/netns` bind mounts of `ip netns` and CNI.
+///
+/// # Safety
+/// Only async-signal-safe system calls: fit for `pre_exec`.
+unsafe fn private_mounts() -> std::io::Result<()> {
+    if libc::unshare(libc::CLONE_NEWNS) != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let none = c"none";
+    let root = c"/";
+    if libc::mount(
+        none.as_ptr(),
+        root.as_ptr(),
+        std::ptr::null(),
+        libc::MS_REC | libc::MS_PRIVATE,
+        std::ptr::null(),
+    ) != 0
+    {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 impl Slirp {
     /// Starts slirp4netns for the network namespace of `pid` and waits until it has configured
     /// the interface.
@@ -69,12 +95,13 @@ impl Slirp {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let (ready_child, exit_child) = (ready_write.as_raw_fd(), exit_read.as_raw_fd());
-        // SAFETY: only dup2 and prctl between fork and exec.
+        // SAFETY: only dup2, unshare, mount and prctl between fork and exec.
         unsafe {
             command.pre_exec(move || {
                 if libc::dup2(ready_child, READY_FD) < 0 || libc::dup2(exit_child, EXIT_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                private_mounts()?;
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 Ok(())
             });
@@ -168,13 +195,14 @@ pub fn spawn_detached(pid: i32) -> Result<crate::process::InitProcess, NetworkEr
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let ready_child = ready_write.as_raw_fd();
-    // SAFETY: only setsid and dup2 between fork and exec.
+    // SAFETY: only setsid, dup2, unshare and mount between fork and exec.
     unsafe {
         command.pre_exec(move || {
             libc::setsid();
             if libc::dup2(ready_child, READY_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            private_mounts()?;
             Ok(())
         });
     }
