@@ -263,6 +263,65 @@ fn a_signal_to_mxc_run_removes_the_sandbox() -> Result<()> {
     Ok(())
 }
 
+/// Processes whose command line mentions `marker`.
+fn processes_mentioning(marker: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(marker))
+        .collect()
+}
+
+#[test]
+fn sigkill_to_mxc_run_takes_the_sandbox_with_it_and_the_next_run_removes_the_rest() -> Result<()> {
+    // SIGKILL leaves mxc run no chance to clean up: the workload (and the userspace network
+    // stack) must die with it anyway, and what remains on disk and in the cgroup tree is
+    // removed by the next run.
+    let id = unique_name("sigkilled");
+    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+    let config = json!({
+        "version": "0.8.0-alpha",
+        "containerId": id,
+        "process": {"commandLine": format!("echo up; sleep 300; : {id}")},
+        "network": {"egress": {"default": "allow"}},
+    });
+    std::fs::write(file.path(), config.to_string())?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).watch_dir(STATE_ROOT);
+    let mut child = Command::new(bins::mxc()?)
+        .arg("run")
+        .arg(file.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut first = [0u8; 3];
+    std::io::Read::read_exact(&mut stdout, &mut first)?;
+    assert_eq!(&first, b"up\n");
+    ensure!(!processes_mentioning(&id).is_empty(), "the workload runs");
+    child.kill()?;
+    child.wait()?;
+    mxc_conformance::command::poll(Duration::from_secs(10), || {
+        Ok(processes_mentioning(&id).is_empty().then_some(()))
+    })
+    .with_context(|| {
+        format!(
+            "the workload outlived mxc run: {:?}",
+            processes_mentioning(&id)
+        )
+    })?;
+
+    let next = mxc_run(shell("true"), &[])?;
+    assert_eq!(next.code(), Some(0), "{}", next.stderr());
+    leaks.assert_clean()?;
+    assert!(!Path::new(STATE_ROOT).join("bundles").join(&id).exists());
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The escape battery.
 

@@ -7,6 +7,11 @@
 //!
 //! For `exec`, libcontainer drops the container's seccomp profile from the spec it builds for
 //! the new process; the executor carries the container's profile and installs it here.
+//!
+//! For `mxc run`, whose sandbox must not outlive it even when it is SIGKILLed, the init asks
+//! for SIGKILL when its parent (the runner's main thread) dies. It asks here, after the last
+//! credential change (which would clear the request); as pid 1 of the sandbox's pid namespace,
+//! its death ends every process of the sandbox.
 
 use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
 use libcontainer::workload::default::DefaultExecutor;
@@ -16,6 +21,8 @@ use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 pub struct WorkloadExecutor {
     /// A seccomp profile to install just before exec (exec processes only).
     seccomp: Option<LinuxSeccomp>,
+    /// SIGKILL the workload when the process that created it dies.
+    die_with_parent: bool,
 }
 
 impl WorkloadExecutor {
@@ -24,7 +31,15 @@ impl WorkloadExecutor {
     }
 
     pub fn with_seccomp(seccomp: Option<LinuxSeccomp>) -> WorkloadExecutor {
-        WorkloadExecutor { seccomp }
+        WorkloadExecutor {
+            seccomp,
+            ..WorkloadExecutor::default()
+        }
+    }
+
+    pub fn dying_with_parent(mut self, die: bool) -> WorkloadExecutor {
+        self.die_with_parent = die;
+        self
     }
 }
 
@@ -80,6 +95,15 @@ pub fn reset_signals() {
 impl Executor for WorkloadExecutor {
     fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
         reset_signals();
+        if self.die_with_parent {
+            // SAFETY: prctl with an integer argument.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+                return Err(ExecutorError::Other(format!(
+                    "setting the parent-death signal: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+        }
         if let Some(seccomp) = &self.seccomp {
             libcontainer::seccomp::initialize_seccomp(seccomp)
                 .map_err(|err| ExecutorError::Other(format!("installing seccomp: {err}")))?;

@@ -99,6 +99,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
     };
     let policy = resolve(&config, &RealHost, &resolve_options).map_err(Failure::Rejected)?;
     let id = policy.container_id.clone().unwrap_or_else(generated_id);
+    sweep_stale(&request.state_root);
     let bundle = BundleDir::create(&request.state_root.join("bundles").join(&id))
         .map_err(|e| Failure::Runner(format!("container {id}: {e}")))?;
     let empty_root = bundle.path.join("rootfs");
@@ -148,10 +149,12 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         .populate(&sandbox.spec, &sandbox.skeleton, policy.identity)
         .map_err(|e| Failure::Runner(format!("container {id}: writing the bundle: {e}")))?;
 
-    let engine = Engine::new(request.state_root.join("state")).with_node_context(NodeContext {
-        precompiled: true,
-        ..NodeContext::default()
-    });
+    let engine = Engine::new(request.state_root.join("state"))
+        .with_node_context(NodeContext {
+            precompiled: true,
+            ..NodeContext::default()
+        })
+        .bound_to_caller();
     let timeout = policy
         .timeout_ms
         .map(|ms| Duration::from_millis(u64::from(ms)));
@@ -189,6 +192,63 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         Ok(outcome) => Ok(outcome.code()),
         Err(EngineError::Interrupted { signal, .. }) => Ok(128 + signal),
         Err(error) => Err(Failure::Runner(error.to_string())),
+    }
+}
+
+/// What a bundle records of the `mxc run` that owns it (pid and start time).
+const OWNER_FILE: &str = "owner.json";
+
+/// How long a bundle without a readable owner may be one being set up right now.
+const OWNERLESS_GRACE: Duration = Duration::from_secs(60);
+
+/// Removes what remains of sandboxes whose `mxc run` is gone: SIGKILL leaves it no chance to
+/// clean up. Their workloads died with it (the parent-death signal); their state, cgroups and
+/// bundles are removed here, by the next run.
+fn sweep_stale(state_root: &Path) {
+    let Ok(entries) = std::fs::read_dir(state_root.join("bundles")) else {
+        return;
+    };
+    let engine = Engine::new(state_root.join("state"));
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !is_stale(&engine, &id, &dir) {
+            continue;
+        }
+        tracing::info!(id, "removing a sandbox whose mxc run is gone");
+        match engine.delete(&id, true) {
+            Ok(()) | Err(EngineError::NotFound { .. }) => {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            Err(error) => tracing::warn!(id, %error, "removing a stale sandbox"),
+        }
+    }
+}
+
+fn is_stale(engine: &Engine, id: &str, bundle: &Path) -> bool {
+    use crate::process::{InitProcess, Liveness};
+    let owner = std::fs::read(bundle.join(OWNER_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<InitProcess>(&bytes).ok());
+    match owner {
+        // A zombie runner is gone too: its sandbox died when it exited.
+        Some(owner) => owner.liveness() != Liveness::Alive,
+        // A run still setting up, or one that wrote no owner: only once it is old and its
+        // container no longer runs.
+        None => {
+            let old = std::fs::metadata(bundle)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|modified| modified.elapsed().ok())
+                .is_some_and(|age| age > OWNERLESS_GRACE);
+            old && match engine.state(id) {
+                Ok(state) => state.status == crate::record::Status::Stopped,
+                Err(EngineError::NotFound { .. }) => true,
+                Err(_) => false,
+            }
+        }
     }
 }
 
@@ -234,9 +294,14 @@ impl BundleDir {
             }
             Err(e) => return Err(e),
         }
-        Ok(BundleDir {
+        let bundle = BundleDir {
             path: path.to_path_buf(),
-        })
+        };
+        let owner = crate::process::InitProcess::capture(std::process::id() as i32)
+            .ok_or_else(|| std::io::Error::other("reading this process's start time"))?;
+        let owner = serde_json::to_vec(&owner).map_err(std::io::Error::other)?;
+        std::fs::write(path.join(OWNER_FILE), owner)?;
+        Ok(bundle)
     }
 
     fn populate(

@@ -58,7 +58,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
                     no_pivot: c.no_pivot,
                     no_new_keyring: c.no_new_keyring,
                     preserve_fds: c.preserve_fds,
-                    network_in_process: false,
+                    ..CreateOptions::default()
                 },
             )?;
             Ok(0)
@@ -150,7 +150,7 @@ fn run_container(engine: &Engine, r: liboci_cli::Run) -> Result<i32, CliError> {
         no_pivot: r.no_pivot,
         no_new_keyring: r.no_new_keyring,
         preserve_fds: r.preserve_fds,
-        network_in_process: false,
+        ..CreateOptions::default()
     };
     if r.detach {
         engine.create(&id, &r.bundle, options(r.console_socket.clone()))?;

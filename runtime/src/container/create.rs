@@ -46,6 +46,8 @@ pub struct CreateOptions {
     /// The caller lives as long as the container (the shim): network helpers run inside it
     /// and stop with the returned [`Container`]. Otherwise they run detached until delete.
     pub network_in_process: bool,
+    /// The workload is SIGKILLed when the creating process dies (`mxc run`).
+    pub die_with_caller: bool,
 }
 
 impl Engine {
@@ -153,7 +155,7 @@ impl Engine {
 
         let lc = |e: &dyn std::error::Error| EngineError::libcontainer(id, "create", e);
         let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
-            .with_executor(WorkloadExecutor::new())
+            .with_executor(WorkloadExecutor::new().dying_with_parent(options.die_with_caller))
             .with_root_path(self.layout.root())
             .map_err(|e| lc(&e))?
             .with_pid_file(options.pid_file.as_ref())

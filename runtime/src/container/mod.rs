@@ -41,6 +41,8 @@ pub const DEFAULT_ROOT: &str = "/run/mxc-runtime";
 pub struct Engine {
     layout: Layout,
     node: NodeContext,
+    /// Containers run by [`Engine::run_to_completion`] die with this process.
+    bound_to_caller: bool,
 }
 
 /// A container that this process created: its init process and a pidfd on it, opened while
@@ -88,12 +90,21 @@ impl Engine {
         Engine {
             layout: Layout::new(root),
             node: NodeContext::default(),
+            bound_to_caller: false,
         }
     }
 
     /// The node facts that policy resolution needs (`--config`, `--policy`).
     pub fn with_node_context(mut self, node: NodeContext) -> Engine {
         self.node = node;
+        self
+    }
+
+    /// Containers that [`Engine::run_to_completion`] runs are SIGKILLed if this process dies
+    /// (`mxc run`), as by SIGKILL, which leaves it no chance to clean up. Without this, as
+    /// under runc, a container outlives the process that ran it.
+    pub fn bound_to_caller(mut self) -> Engine {
+        self.bound_to_caller = true;
         self
     }
 

@@ -78,7 +78,11 @@ impl Engine {
     ) -> Result<RunOutcome, EngineError> {
         let stop =
             StopSignals::install().map_err(|e| EngineError::io("installing signal handlers", e))?;
-        let container = self.create(id, bundle, CreateOptions::default())?;
+        let options = CreateOptions {
+            die_with_caller: self.bound_to_caller,
+            ..CreateOptions::default()
+        };
+        let container = self.create(id, bundle, options)?;
         let mut guard = None;
         let outcome = (|| {
             guard = Some(before_start(&container)?);
