@@ -236,6 +236,21 @@ fn setup_failures_exit_255_with_the_envelope_and_leave_nothing() -> Result<()> {
     Ok(())
 }
 
+/// `mxc run FILE` in the background, once its command has printed `up`. The second value keeps
+/// the command's stdout open.
+fn start_until_up(file: &Path) -> Result<(std::process::Child, std::process::ChildStdout)> {
+    let mut child = Command::new(bins::mxc()?)
+        .arg("run")
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut first = [0u8; 3];
+    std::io::Read::read_exact(&mut stdout, &mut first)?;
+    ensure!(&first == b"up\n", "mxc run printed {first:?}");
+    Ok((child, stdout))
+}
+
 #[test]
 fn a_signal_to_mxc_run_removes_the_sandbox() -> Result<()> {
     let id = unique_name("interrupted");
@@ -244,15 +259,7 @@ fn a_signal_to_mxc_run_removes_the_sandbox() -> Result<()> {
     std::fs::write(file.path(), config.to_string())?;
     let mut leaks = LeakCheck::snapshot();
     leaks.container(&id).watch_dir(STATE_ROOT);
-    let mut child = Command::new(bins::mxc()?)
-        .arg("run")
-        .arg(file.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let mut first = [0u8; 3];
-    std::io::Read::read_exact(&mut stdout, &mut first)?;
-    assert_eq!(&first, b"up\n");
+    let (mut child, _stdout) = start_until_up(file.path())?;
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status =
@@ -293,15 +300,7 @@ fn sigkill_to_mxc_run_takes_the_sandbox_with_it_and_the_next_run_removes_the_res
     std::fs::write(file.path(), config.to_string())?;
     let mut leaks = LeakCheck::snapshot();
     leaks.container(&id).watch_dir(STATE_ROOT);
-    let mut child = Command::new(bins::mxc()?)
-        .arg("run")
-        .arg(file.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let mut first = [0u8; 3];
-    std::io::Read::read_exact(&mut stdout, &mut first)?;
-    assert_eq!(&first, b"up\n");
+    let (mut child, _stdout) = start_until_up(file.path())?;
     ensure!(!processes_mentioning(&id).is_empty(), "the workload runs");
     child.kill()?;
     child.wait()?;

@@ -64,36 +64,45 @@ unsafe fn private_mounts() -> std::io::Result<()> {
     Ok(())
 }
 
+/// slirp4netns for the network namespace of `pid`, reporting readiness on [`READY_FD`] and,
+/// with `exit_fd`, exiting when [`EXIT_FD`] closes. Standard input and output are closed.
+fn command(pid: i32, exit_fd: bool) -> Result<Command, NetworkError> {
+    let program =
+        which("slirp4netns").ok_or(NetworkError::MissingTool("slirp4netns", "slirp4netns"))?;
+    let mut command = Command::new(program);
+    command.args([
+        "--configure",
+        "--mtu=65520",
+        "--disable-host-loopback",
+        "--disable-dns",
+        "--enable-ipv6",
+        "--enable-sandbox",
+        "--enable-seccomp",
+        &format!("--ready-fd={READY_FD}"),
+    ]);
+    if exit_fd {
+        command.arg(format!("--exit-fd={EXIT_FD}"));
+    }
+    let userns = format!("/proc/{pid}/ns/user");
+    if !same_namespace(&userns, "/proc/self/ns/user") {
+        command.arg(format!("--userns-path={userns}"));
+    }
+    command
+        .arg(pid.to_string())
+        .arg("tap0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    Ok(command)
+}
+
 impl Slirp {
     /// Starts slirp4netns for the network namespace of `pid` and waits until it has configured
     /// the interface.
     pub fn start(pid: i32) -> Result<Slirp, NetworkError> {
-        let program =
-            which("slirp4netns").ok_or(NetworkError::MissingTool("slirp4netns", "slirp4netns"))?;
         let (ready_read, ready_write) = pipe()?;
         let (exit_read, exit_write) = pipe()?;
-        let mut command = Command::new(program);
-        command.args([
-            "--configure",
-            "--mtu=65520",
-            "--disable-host-loopback",
-            "--disable-dns",
-            "--enable-ipv6",
-            "--enable-sandbox",
-            "--enable-seccomp",
-            &format!("--ready-fd={READY_FD}"),
-            &format!("--exit-fd={EXIT_FD}"),
-        ]);
-        let userns = format!("/proc/{pid}/ns/user");
-        if !same_namespace(&userns, "/proc/self/ns/user") {
-            command.arg(format!("--userns-path={userns}"));
-        }
-        command
-            .arg(pid.to_string())
-            .arg("tap0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut command = command(pid, true)?;
+        command.stderr(Stdio::piped());
         let (ready_child, exit_child) = (ready_write.as_raw_fd(), exit_read.as_raw_fd());
         // SAFETY: only dup2, unshare, mount and prctl between fork and exec.
         unsafe {
@@ -170,30 +179,9 @@ fn same_namespace(a: &str, b: &str) -> bool {
 /// Starts slirp4netns in its own session, not tied to this process, and returns it once the
 /// namespace is configured (the caller records it; delete stops it).
 pub fn spawn_detached(pid: i32) -> Result<crate::process::InitProcess, NetworkError> {
-    let program =
-        which("slirp4netns").ok_or(NetworkError::MissingTool("slirp4netns", "slirp4netns"))?;
     let (ready_read, ready_write) = pipe()?;
-    let mut command = Command::new(program);
-    command.args([
-        "--configure",
-        "--mtu=65520",
-        "--disable-host-loopback",
-        "--disable-dns",
-        "--enable-ipv6",
-        "--enable-sandbox",
-        "--enable-seccomp",
-        &format!("--ready-fd={READY_FD}"),
-    ]);
-    let userns = format!("/proc/{pid}/ns/user");
-    if !same_namespace(&userns, "/proc/self/ns/user") {
-        command.arg(format!("--userns-path={userns}"));
-    }
-    command
-        .arg(pid.to_string())
-        .arg("tap0")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = command(pid, false)?;
+    command.stderr(Stdio::null());
     let ready_child = ready_write.as_raw_fd();
     // SAFETY: only setsid, dup2, unshare and mount between fork and exec.
     unsafe {
