@@ -95,6 +95,20 @@ fn command(pid: i32, exit_fd: bool) -> Result<Command, NetworkError> {
     Ok(command)
 }
 
+/// Whether slirp4netns reported the interface configured (it writes one byte to the ready
+/// descriptor) within [`READY_LIMIT`].
+fn wait_ready(ready_read: OwnedFd) -> bool {
+    let mut fds = [libc::pollfd {
+        fd: ready_read.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    // SAFETY: polling one descriptor we own.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, READY_LIMIT.as_millis() as i32) };
+    let mut byte = [0u8; 1];
+    rc > 0 && File::from(ready_read).read(&mut byte).is_ok_and(|n| n == 1)
+}
+
 impl Slirp {
     /// Starts slirp4netns for the network namespace of `pid` and waits until it has configured
     /// the interface.
@@ -125,16 +139,7 @@ impl Slirp {
             exit: Some(exit_write),
         };
 
-        // slirp4netns writes "1" to the ready descriptor once the interface is configured.
-        let mut fds = [libc::pollfd {
-            fd: ready_read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
-        // SAFETY: polling one descriptor we own.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, READY_LIMIT.as_millis() as i32) };
-        let mut byte = [0u8; 1];
-        let ready = rc > 0 && File::from(ready_read).read(&mut byte).is_ok_and(|n| n == 1);
+        let ready = wait_ready(ready_read);
         if !ready {
             let mut log = String::new();
             slirp.stop_inner();
@@ -198,15 +203,7 @@ pub fn spawn_detached(pid: i32) -> Result<crate::process::InitProcess, NetworkEr
         .spawn()
         .map_err(|e| NetworkError::Slirp(format!("cannot start slirp4netns: {e}")))?;
     drop(ready_write);
-    let mut fds = [libc::pollfd {
-        fd: ready_read.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    // SAFETY: polling one descriptor we own.
-    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, READY_LIMIT.as_millis() as i32) };
-    let mut byte = [0u8; 1];
-    let ready = rc > 0 && File::from(ready_read).read(&mut byte).is_ok_and(|n| n == 1);
+    let ready = wait_ready(ready_read);
     let process = crate::process::InitProcess::capture(child.id() as i32);
     match (ready, process) {
         (true, Some(process)) => Ok(process),
