@@ -7,8 +7,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{index, join, Report};
-use crate::model::Phase;
-use crate::parse::RequestKind;
+use crate::model::{Phase, RequestKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Contract {

@@ -1,9 +1,11 @@
 //! What compilation needs to know about the host, behind a small trait so that most of the
-//! logic is tested without touching the real filesystem.
+//! logic is tested without touching the real filesystem, and symlink resolution as MXC's Linux
+//! backends do it (`resolve_through_symlinks`: canonicalise every existing prefix, fold the
+//! missing tail lexically).
 
 use std::collections::BTreeMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
@@ -34,7 +36,7 @@ pub trait HostFacts {
 
     /// `stat(2)`: follows symlinks.
     fn metadata(&self, path: &Path) -> io::Result<FileInfo> {
-        let resolved = crate::paths::resolve_symlinks(self, path)?;
+        let resolved = resolve_symlinks(self, path)?;
         if !resolved.exists {
             return Err(io::Error::from(io::ErrorKind::NotFound));
         }
@@ -220,5 +222,116 @@ impl HostFacts for FakeHost {
             Some(_) => Err(io::Error::from_raw_os_error(22)),
             None => Err(io::Error::from(io::ErrorKind::NotFound)),
         }
+    }
+}
+
+/// The outcome of resolving a path through symlinks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The real path: every existing prefix canonicalised, the missing tail folded lexically.
+    pub path: PathBuf,
+    /// Whether the whole real path exists.
+    pub exists: bool,
+    /// Whether resolution stopped at a symlink whose target does not exist.
+    pub dangling: bool,
+}
+
+const MAX_LINKS: usize = 40;
+
+/// Resolves `path` (absolute, normalised) through symlinks at every level.
+pub fn resolve_symlinks<H: HostFacts + ?Sized>(host: &H, path: &Path) -> io::Result<Resolved> {
+    let mut pending: Vec<PathBuf> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(PathBuf::from(name)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut current = PathBuf::from("/");
+    let mut links = 0;
+    let mut missing = false;
+    let mut dangling = false;
+    while let Some(name) = pending.pop() {
+        if name.as_os_str() == ".." {
+            current.pop();
+            continue;
+        }
+        let candidate = current.join(&name);
+        if missing {
+            current = candidate;
+            continue;
+        }
+        match host.symlink_metadata(&candidate) {
+            Ok(info) if info.kind == FileKind::Symlink => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::from_raw_os_error(40)); // ELOOP
+                }
+                let target = host.read_link(&candidate)?;
+                if target.is_absolute() {
+                    current = PathBuf::from("/");
+                }
+                let was_last = pending.is_empty();
+                for component in target.components().rev() {
+                    match component {
+                        Component::Normal(part) => pending.push(PathBuf::from(part)),
+                        Component::ParentDir => pending.push(PathBuf::from("..")),
+                        _ => {}
+                    }
+                }
+                if was_last {
+                    // Remember that the final element was a link, to report dangling targets.
+                    dangling = true;
+                }
+            }
+            Ok(_) => {
+                current = candidate;
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                missing = true;
+                current = candidate;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let exists = !missing;
+    Ok(Resolved {
+        path: current,
+        exists,
+        dangling: dangling && missing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_links_at_every_level() {
+        let host = FakeHost::new()
+            .dir("/data/real")
+            .file("/data/real/secret.txt")
+            .symlink("/work/link", "/data/real")
+            .symlink("/work/rel", "../data/real/secret.txt")
+            .symlink("/work/dangling", "/nowhere/x");
+        let r = resolve_symlinks(&host, Path::new("/work/link/secret.txt")).unwrap();
+        assert_eq!(r.path, PathBuf::from("/data/real/secret.txt"));
+        assert!(r.exists);
+        let r = resolve_symlinks(&host, Path::new("/work/rel")).unwrap();
+        assert_eq!(r.path, PathBuf::from("/data/real/secret.txt"));
+        let r = resolve_symlinks(&host, Path::new("/work/dangling")).unwrap();
+        assert_eq!(r.path, PathBuf::from("/nowhere/x"));
+        assert!(!r.exists && r.dangling);
+        let r = resolve_symlinks(&host, Path::new("/work/link/missing/../x")).unwrap();
+        assert_eq!(r.path, PathBuf::from("/data/real/x"));
+        assert!(!r.exists && !r.dangling);
+    }
+
+    #[test]
+    fn detects_loops() {
+        let host = FakeHost::new().symlink("/a", "/b").symlink("/b", "/a");
+        assert!(resolve_symlinks(&host, Path::new("/a/x")).is_err());
     }
 }

@@ -21,7 +21,8 @@ mod source;
 pub mod version;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use parse::{parse, parse_value, Config, Expect, ParseOptions, RequestKind};
+pub use model::RequestKind;
+pub use parse::{parse, parse_value, Config, Expect, ParseOptions};
 pub use source::Source;
 pub use version::SchemaVersion;
 

@@ -55,6 +55,13 @@ impl Phase {
     }
 }
 
+/// The envelope of a request: one-shot, or one phase of MXC's state-aware lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    OneShot,
+    StateAware(Phase),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Containment {

@@ -7,7 +7,7 @@ use sha2::{Digest, Sha256};
 
 use crate::contract;
 use crate::error::{index, join, ConfigErrors, Report};
-use crate::model::{self, MxcConfig, Phase};
+use crate::model::{self, MxcConfig, Phase, RequestKind};
 use crate::network::{self, NetworkSpec};
 use crate::source::Source;
 use crate::version::{self, SchemaVersion};
@@ -32,12 +32,6 @@ pub struct ParseOptions {
     /// per-version closed surfaces, closed `experimental`.
     pub strict: bool,
     pub expect: Expect,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RequestKind {
-    OneShot,
-    StateAware(Phase),
 }
 
 /// A config that passed document validation.

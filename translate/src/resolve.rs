@@ -8,10 +8,10 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{index, join, ConfigErrors, Report};
-use crate::host::{FileInfo, FileKind, HostFacts};
-use crate::model::{self, Containment};
+use crate::host::{self, FileInfo, FileKind, HostFacts};
+use crate::model::{self, Containment, RequestKind};
 use crate::network::{self, Action, NetworkSpec, Peer, ProxyEndpoint, Rule};
-use crate::parse::{Config, RequestKind};
+use crate::parse::Config;
 use crate::paths;
 use crate::policy::{
     EgressFilter, HostnameRule, Identity, MountAction, MountStep, NetworkPlan, Policy, Profile,
@@ -499,7 +499,7 @@ fn filesystem(
     // Grants first (their sources and destinations decide what masks must cover).
     let mut grants: Vec<(PathBuf, PathBuf, Access)> = Vec::new();
     for entry in entries.iter().filter(|e| e.access != Access::Denied) {
-        let resolved = match paths::resolve_symlinks(host, &entry.path) {
+        let resolved = match host::resolve_symlinks(host, &entry.path) {
             Ok(resolved) => resolved,
             Err(error) => {
                 report.reject(
@@ -644,7 +644,7 @@ fn mask(
     grants: &[(PathBuf, PathBuf, Access)],
     profile: &Profile,
 ) -> Vec<(PathBuf, MountAction)> {
-    let resolved = match paths::resolve_symlinks(host, &entry.path) {
+    let resolved = match host::resolve_symlinks(host, &entry.path) {
         Ok(resolved) => resolved,
         Err(error) => {
             report.reject(
@@ -679,7 +679,7 @@ fn mask(
     let in_profile_root = match profile {
         Profile::HostBaseline => BASELINE
             .iter()
-            .filter_map(|b| paths::resolve_symlinks(host, Path::new(b)).ok())
+            .filter_map(|b| host::resolve_symlinks(host, Path::new(b)).ok())
             .any(|b| b.exists && paths::is_within(&real, &b.path)),
         // An image root: mask the path as written, inside the image.
         Profile::Rootfs { .. } | Profile::Bundle => true,

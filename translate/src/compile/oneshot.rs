@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{environment, no_capabilities, policy_annotations, policy_mounts, seccomp};
 use super::{MASKED_PATHS, READONLY_PATHS};
-use crate::host::{FileKind, HostFacts};
+use crate::host::{self, FileKind, HostFacts};
 use crate::paths;
 use crate::policy::{Policy, Profile};
 use crate::resolve::BASELINE;
@@ -145,7 +145,7 @@ fn baseline(host: &dyn HostFacts, mounts: &mut Vec<Value>, skeleton: &mut Vec<Sk
             continue;
         };
         if info.kind == FileKind::Symlink {
-            let Ok(resolved) = paths::resolve_symlinks(host, path) else {
+            let Ok(resolved) = host::resolve_symlinks(host, path) else {
                 continue;
             };
             if !resolved.exists {
