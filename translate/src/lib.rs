@@ -13,6 +13,7 @@ pub mod compile;
 mod contract;
 mod error;
 pub mod explain;
+pub mod hosts;
 mod json;
 pub mod model;
 pub mod network;
