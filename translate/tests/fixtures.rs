@@ -1,15 +1,13 @@
-//! MXC's published contract fixtures: `--strict` agrees with every one of them (valid accepted,
-//! invalid rejected), and the default mode accepts every valid one.
+//! MXC's published contract fixtures (vendored under `tests/mxc/`, MIT, see `LICENSE-MXC.md`):
+//! `--strict` agrees with every one of them (valid accepted, invalid rejected), and the default
+//! mode accepts every valid one.
 
 use std::path::{Path, PathBuf};
 
 use mxc_translate::{parse, Expect, ParseOptions, Source};
 
 fn fixtures_dir() -> PathBuf {
-    let shared = std::env::var_os("MXC_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared"));
-    shared.join("mxc/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mxc/fixtures")
 }
 
 struct Fixture {
