@@ -81,6 +81,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
                 path: String::new(),
                 value: None,
                 reason,
+                class: mxc_translate::Class::Request,
             }
             .into(),
         )
@@ -88,6 +89,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
     let options = ParseOptions {
         strict: false,
         expect: Expect::OneShot,
+        ..ParseOptions::default()
     };
     let config =
         parse(Source::File(request.config.clone()), &text, options).map_err(Failure::Rejected)?;

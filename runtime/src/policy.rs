@@ -233,6 +233,7 @@ fn load(
     let options = ParseOptions {
         strict: false,
         expect: Expect::BundlePolicy,
+        ..ParseOptions::default()
     };
     let one_line = |errors: mxc_translate::ConfigErrors| {
         PolicyError(

@@ -24,6 +24,15 @@ const VERSIONS: [(&str, Contract); 3] = [
 
 pub(crate) fn check(report: &mut Report, raw: &Value, kind: RequestKind) {
     let Some(root) = raw.as_object() else { return };
+    if root
+        .get("version")
+        .and_then(Value::as_str)
+        .and_then(crate::version::Exact::named)
+        .is_some()
+    {
+        // The exact 1.x contracts are checked for every document that declares them.
+        return;
+    }
     let contract = match root.get("version") {
         Some(Value::String(text)) => match VERSIONS.iter().find(|(name, _)| name == text) {
             Some((_, contract)) => *contract,
@@ -32,7 +41,7 @@ pub(crate) fn check(report: &mut Report, raw: &Value, kind: RequestKind) {
                     "version",
                     text,
                     "strict mode accepts only the published contract versions 0.6.0-alpha, \
-                     0.7.0-alpha and 0.8.0-alpha",
+                     0.7.0-alpha, 0.8.0-alpha and 1.0.0",
                 );
                 return;
             }

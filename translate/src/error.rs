@@ -4,6 +4,22 @@ use std::fmt;
 
 use crate::source::Source;
 
+/// Which of MXC's failure classes a rejection falls in. Executors map it to MXC's exit status
+/// and library status code, so that a caller sees the same class MXC's own executor reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Class {
+    /// The document is malformed or outside the schema: MXC's `Request error`, exit status 1,
+    /// library status `malformed_request`.
+    #[default]
+    Request,
+    /// The containment names a backend that does not exist on Linux: MXC's `error: ...`, exit
+    /// status 1, library status `unsupported_containment`.
+    Containment,
+    /// The backend cannot run this policy on this host: MXC's runner failure, exit status 255
+    /// with the JSON error envelope, library status `backend_error`.
+    Backend,
+}
+
 /// One rejection of a config, printed as a single line a user can act on:
 /// `cfg.json: network.egress.allow[0].ports[0].endPort = 80: must be greater than or equal to port (443)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +30,7 @@ pub struct ConfigError {
     /// The offending value, rendered as compact JSON, when there is one.
     pub value: Option<String>,
     pub reason: String,
+    pub class: Class,
 }
 
 impl fmt::Display for ConfigError {
@@ -44,6 +61,15 @@ impl ConfigErrors {
     pub fn first(&self) -> &ConfigError {
         &self.0[0]
     }
+
+    /// The class the whole rejection is reported in: the document's problems first (MXC parses
+    /// before it looks at the backend), then an unavailable backend, then the runner's.
+    pub fn class(&self) -> Class {
+        [Class::Request, Class::Containment, Class::Backend]
+            .into_iter()
+            .find(|class| self.0.iter().any(|e| e.class == *class))
+            .unwrap_or_default()
+    }
 }
 
 impl fmt::Display for ConfigErrors {
@@ -71,6 +97,8 @@ impl From<ConfigError> for ConfigErrors {
 pub(crate) struct Report {
     source: Source,
     errors: Vec<ConfigError>,
+    /// The class of the rejections recorded from now on.
+    class: Class,
 }
 
 impl Report {
@@ -78,7 +106,23 @@ impl Report {
         Report {
             source: source.clone(),
             errors: Vec::new(),
+            class: Class::Request,
         }
+    }
+
+    /// A report whose rejections fall in `class` unless recorded with another.
+    pub(crate) fn in_class(source: &Source, class: Class) -> Self {
+        Report {
+            class,
+            ..Report::new(source)
+        }
+    }
+
+    /// Runs `record` with the rejections it records in `class`.
+    pub(crate) fn classed(&mut self, class: Class, record: impl FnOnce(&mut Report)) {
+        let previous = std::mem::replace(&mut self.class, class);
+        record(self);
+        self.class = previous;
     }
 
     pub(crate) fn error(&self, path: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -87,6 +131,7 @@ impl Report {
             path: path.into(),
             value: None,
             reason: reason.into(),
+            class: self.class,
         }
     }
 

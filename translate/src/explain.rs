@@ -48,7 +48,13 @@ pub fn explain(policy: &Policy) -> Vec<Row> {
     rows.push(row(
         "process.env",
         format!("{} variable(s)", policy.env.len()),
-        "process.env exactly as listed (nothing inherited from the caller); PATH defaulted when absent",
+        if policy.env_verbatim {
+            "process.env exactly as listed, on MXC's default TERM and PATH when env is omitted or \
+             inheritDefaultEnv is set (nothing inherited from the caller)"
+        } else {
+            "process.env exactly as listed (nothing inherited from the caller); PATH defaulted \
+             when absent"
+        },
     ));
     rows.push(row(
         "process.timeout",
@@ -166,6 +172,9 @@ pub fn explain(policy: &Policy) -> Vec<Row> {
         "private pid, ipc, uts, mount, cgroup namespaces",
         "host processes invisible and unsignalable; a cgroup pids limit bounds fork bombs",
     ));
+    for (field, how) in STRICTER_THAN_MXC {
+        rows.push(row(*field, "stricter than MXC", *how));
+    }
     rows
 }
 
@@ -232,6 +241,54 @@ fn network(policy: &Policy, rows: &mut Vec<Row>) {
         }
     }
 }
+
+/// Where mxc-oci refuses what MXC's own Linux executor would run: a reviewer comparing the two
+/// reads it here.
+const STRICTER_THAN_MXC: &[(&str, &str)] = &[
+    (
+        "filesystem.*",
+        "paths must be absolute and grants must exist; a denied path that cannot be masked (a \
+         dangling symlink, a missing path inside a writable grant, a hard-linked file) is refused \
+         before start (exit 255); MXC hands them to bubblewrap, which fails at run time with exit \
+         1 or leaves a mountpoint on the host",
+    ),
+    (
+        "process.cwd",
+        "must be absolute and a directory visible in the sandbox; MXC passes it to bubblewrap, \
+         which fails at run time with exit 1",
+    ),
+    (
+        "process.env",
+        "an entry without '=' is refused; MXC drops it silently",
+    ),
+    (
+        "ui",
+        "grants (disable false, clipboard, injection) are refused: nothing on Linux can honour \
+         them; MXC's Linux backends ignore them",
+    ),
+    (
+        "lifecycle",
+        "destroyOnExit false and preservePolicy true are refused: the sandbox always goes with its \
+         command; MXC's bubblewrap backend ignores them",
+    ),
+    (
+        "fallback.allowDaclMutation",
+        "true is refused (Windows-only); MXC ignores it on Linux",
+    ),
+    (
+        "containment",
+        "'lxc' needs an unpacked root filesystem (--rootfs); MXC downloads one with lxc-create",
+    ),
+    (
+        "containerId",
+        "must be a valid OCI container id; MXC accepts any string",
+    ),
+    (
+        "version",
+        "1.1.0-alpha, MXC's development contract, needs --experimental; its 'test' section is \
+         refused",
+    ),
+];
 
 fn describe_rule(rule: &Rule) -> String {
     let to = if rule.to.is_empty() {

@@ -12,6 +12,7 @@
 pub mod compile;
 mod contract;
 mod error;
+mod exact;
 pub mod explain;
 pub mod hosts;
 mod json;
@@ -21,11 +22,11 @@ mod parse;
 mod source;
 pub mod version;
 
-pub use error::{ConfigError, ConfigErrors};
+pub use error::{Class, ConfigError, ConfigErrors};
 pub use model::RequestKind;
 pub use parse::{parse, parse_value, Config, Expect, ParseOptions};
 pub use source::Source;
-pub use version::SchemaVersion;
+pub use version::{Exact, SchemaVersion};
 
 pub mod host;
 pub mod paths;

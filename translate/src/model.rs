@@ -1,6 +1,8 @@
 //! The MXC config as written: serde types that mirror MXC's JSON one to one, for schema
-//! 0.6.0-alpha through 0.9.0-dev. Stable objects reject unknown members; `experimental` and its
-//! children are open, as in MXC's production parser. `null` means "absent" everywhere.
+//! 0.6.0-alpha through 0.9.0-dev and the exact 1.x contracts. Stable objects reject unknown
+//! members; `experimental` and its children are open, as in MXC's production parser. `null`
+//! means "absent" here; the 1.x contracts refuse it (see `exact`), and they also decide which
+//! version may use which member.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -31,6 +33,19 @@ pub struct MxcConfig {
     #[serde(alias = "macos_sandbox")]
     pub seatbelt: Option<Seatbelt>,
     pub experimental: Option<Experimental>,
+    /// 1.x: MXC's own telemetry for the run.
+    pub telemetry: Option<Telemetry>,
+    /// 1.x: WSLC settings (one-shot backend section, or `provision` settings); its shape
+    /// depends on the request kind and is checked by the exact contract.
+    pub wslc: Option<Value>,
+    /// 1.x state-aware `provision` settings of IsolationSession.
+    pub isolation_session: Option<Value>,
+    /// 1.1.0-alpha: Hyperlight backend section.
+    pub hyperlight: Option<Value>,
+    /// 1.1.0-alpha: Windows Sandbox backend section.
+    pub windows_sandbox: Option<Value>,
+    /// 1.1.0-alpha: MXC's placeholder development feature.
+    pub test: Option<TestFeature>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +120,8 @@ pub struct Process {
     pub cwd: Option<String>,
     pub env: Option<Vec<String>>,
     pub timeout: Option<u32>,
+    /// 1.x: layer `env` on the backend's default environment instead of replacing it.
+    pub inherit_default_env: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -123,6 +140,14 @@ pub struct ProcessContainer {
     pub capture_denials: Option<CaptureDenials>,
     pub ui: Option<BaseProcessUi>,
     pub network: Option<ProcessContainerNetwork>,
+    /// 1.x: paths that may be enumerated without read access.
+    pub filesystem: Option<ProcessContainerFilesystem>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProcessContainerFilesystem {
+    pub enumerate_paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -168,13 +168,16 @@ const MIX_MESSAGE: &str = "network configuration cannot mix defaultPolicy, enfor
 pub(crate) const DIRECTIONAL_VERSION_MESSAGE: &str = "network.egress, network.ingress, \
     runtimeConfig, and processContainer.network require schema version 0.8 or later";
 
-/// Chooses the model and validates it (MXC's `network_parser` rules).
+/// Chooses the model and validates it (MXC's `network_parser` rules). `host_process` is true
+/// for one-shot requests, whose sandbox runs on this host: its proxy must then be on loopback
+/// (a state-aware WSLC request names one routable from its VM instead).
 pub(crate) fn parse(
     report: &mut Report,
     version: SchemaVersion,
     network: Option<&model::Network>,
     runtime: Option<&model::RuntimeConfig>,
     process_container: Option<&model::ProcessContainerNetwork>,
+    host_process: bool,
 ) -> Option<NetworkSpec> {
     let has_legacy = network.is_some_and(|n| {
         n.default_policy.is_some()
@@ -222,7 +225,7 @@ pub(crate) fn parse(
         let host = endpoint.host().unwrap_or_default();
         let canonical = host.eq_ignore_ascii_case("localhost")
             || matches!(unbracket(host), "127.0.0.1" | "::1");
-        if !canonical {
+        if host_process && !canonical {
             report.reject(
                 "runtimeConfig.networkProxy",
                 url,

@@ -5,12 +5,13 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::contract;
 use crate::error::{index, join, ConfigErrors, Report};
 use crate::model::{self, MxcConfig, Phase, RequestKind};
 use crate::network::{self, NetworkSpec};
 use crate::source::Source;
+use crate::version::Exact;
 use crate::version::{self, SchemaVersion};
+use crate::{contract, exact};
 
 /// What kind of request the caller is prepared to handle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,9 +30,12 @@ pub enum Expect {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParseOptions {
     /// Also apply MXC's contract-crate rules: exact version strings, no explicit `null`,
-    /// per-version closed surfaces, closed `experimental`.
+    /// per-version closed surfaces, closed `experimental`. (The exact 1.x contracts always apply
+    /// to documents that declare a 1.x version.)
     pub strict: bool,
     pub expect: Expect,
+    /// Accept MXC's development contract, `1.1.0-alpha` (`--experimental`).
+    pub experimental: bool,
 }
 
 /// A config that passed document validation.
@@ -73,6 +77,26 @@ pub fn parse_value(
         report.reject("", &raw, "expected a configuration object");
         return Err(report.into_errors());
     };
+    match root
+        .get("version")
+        .and_then(Value::as_str)
+        .and_then(Exact::named)
+    {
+        Some(Exact::V1_1_0Alpha) if !options.experimental => {
+            let reason = version::parse(Some(Exact::V1_1_0Alpha.as_str()), false)
+                .err()
+                .unwrap_or_default();
+            report.reject("version", Exact::V1_1_0Alpha.as_str(), reason);
+            return Err(report.into_errors());
+        }
+        Some(contract) => {
+            exact::check(&mut report, &raw, contract);
+            if !report.is_clean() {
+                return Err(report.into_errors());
+            }
+        }
+        None => members_added_in_1_0(&mut report, root),
+    }
     let state_aware = root.contains_key("phase");
     if state_aware {
         if let Some(experimental) = root.get("experimental") {
@@ -92,7 +116,7 @@ pub fn parse_value(
         }
     };
 
-    let version = match version::parse(model.version.as_deref()) {
+    let version = match version::parse(model.version.as_deref(), options.experimental) {
         Ok(version) => version,
         Err(reason) => {
             report.reject("version", &model.version, reason);
@@ -135,6 +159,7 @@ pub fn parse_value(
             .process_container
             .as_ref()
             .and_then(|pc| pc.network.as_ref()),
+        kind == RequestKind::OneShot,
     );
 
     if options.strict && report.is_clean() {
@@ -158,6 +183,47 @@ pub fn parse_value(
             sha256,
         }),
         _ => Err(report.into_errors()),
+    }
+}
+
+/// Members that exist only in the exact 1.x contracts: unknown to a document of an older version,
+/// as they are to MXC's parser for it.
+fn members_added_in_1_0(report: &mut Report, root: &serde_json::Map<String, Value>) {
+    let object = |key: &str| root.get(key).and_then(Value::as_object);
+    let found = [
+        "telemetry",
+        "wslc",
+        "isolationSession",
+        "hyperlight",
+        "windowsSandbox",
+        "test",
+    ]
+    .into_iter()
+    .filter(|key| root.contains_key(*key))
+    .map(str::to_string)
+    .chain(
+        object("process")
+            .filter(|p| p.contains_key("inheritDefaultEnv"))
+            .map(|_| "process.inheritDefaultEnv".to_string()),
+    )
+    .chain(
+        ["processContainer", "appContainer"]
+            .into_iter()
+            .filter_map(|key| {
+                object(key)
+                    .filter(|pc| pc.contains_key("filesystem"))
+                    .map(|_| format!("{key}.filesystem"))
+            }),
+    );
+    for path in found.collect::<Vec<_>>() {
+        let member = path.rsplit('.').next().unwrap_or(&path).to_string();
+        report.reject_path(
+            path,
+            format!(
+                "unknown field `{member}`: it exists from schema 1.0.0 on; declare \
+                 \"version\": \"1.0.0\" to use it"
+            ),
+        );
     }
 }
 

@@ -127,8 +127,12 @@ pub struct Policy {
     pub command_line: Option<String>,
     /// One-shot only: the working directory.
     pub cwd: Option<PathBuf>,
-    /// `process.env`, validated, in order (later duplicates win).
+    /// `process.env`, validated, in order (later duplicates win); for schema 1.x one-shot
+    /// runs, on top of MXC's default environment when `env` is omitted or `inheritDefaultEnv`
+    /// asks for it.
     pub env: Vec<(String, String)>,
+    /// Schema 1.x passes `env` as given; before 1.0 a missing `PATH` gets a default.
+    pub env_verbatim: bool,
     pub timeout_ms: Option<u32>,
     pub identity: Identity,
     pub mounts: Vec<MountStep>,

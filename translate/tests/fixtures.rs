@@ -1,6 +1,7 @@
 //! MXC's published contract fixtures (vendored under `tests/mxc/`, MIT, see `LICENSE-MXC.md`):
 //! `--strict` agrees with every one of them (valid accepted, invalid rejected), and the default
-//! mode accepts every valid one.
+//! mode accepts every valid one. The exact 1.x contracts apply in every mode, so there the
+//! default mode agrees with every fixture too.
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,8 @@ struct Fixture {
     expect: Expect,
 }
 
-/// `v0_8_0_alpha/<phase>/...` holds state-aware requests; everything else is one-shot.
+/// `<version>/<phase>/...` holds state-aware requests (from 0.8.0-alpha); `one_shot/` and the
+/// older `valid`/`invalid` pairs hold one-shot requests.
 fn fixtures() -> Vec<Fixture> {
     let mut found = Vec::new();
     let mut stack = vec![fixtures_dir()];
@@ -50,7 +52,7 @@ fn fixtures() -> Vec<Fixture> {
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     assert!(
-        found.len() >= 70,
+        found.len() >= 150,
         "expected MXC's fixture suite, found {}",
         found.len()
     );
@@ -62,6 +64,7 @@ fn check(fixture: &Fixture, strict: bool) -> Result<(), String> {
     let options = ParseOptions {
         strict,
         expect: fixture.expect,
+        experimental: true,
     };
     parse(Source::File(fixture.path.clone()), &text, options)
         .map(|_| ())
@@ -92,6 +95,42 @@ fn default_mode_accepts_every_valid_fixture() {
         .filter_map(|f| check(f, false).err())
         .collect();
     assert!(rejected.is_empty(), "{}", rejected.join("\n"));
+}
+
+fn is_exact(fixture: &Fixture) -> bool {
+    ["v1_0_0", "v1_1_0_alpha"]
+        .iter()
+        .any(|version| fixture.path.components().any(|c| c.as_os_str() == *version))
+}
+
+#[test]
+fn default_mode_agrees_with_every_exact_contract_fixture() {
+    let mut disagreements = Vec::new();
+    let exact: Vec<Fixture> = fixtures().into_iter().filter(is_exact).collect();
+    assert!(exact.len() >= 80, "found {} 1.x fixtures", exact.len());
+    for fixture in exact {
+        match (fixture.valid, check(&fixture, false)) {
+            (true, Err(error)) => disagreements.push(format!("valid fixture rejected: {error}")),
+            (false, Ok(())) => disagreements.push(format!(
+                "invalid fixture accepted: {}",
+                fixture.path.display()
+            )),
+            _ => {}
+        }
+    }
+    assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+#[test]
+fn development_contract_needs_experimental_features() {
+    let path = fixtures_dir().join("v1_1_0_alpha/one_shot/valid/minimal.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let options = ParseOptions {
+        expect: Expect::OneShot,
+        ..ParseOptions::default()
+    };
+    let error = parse(Source::File(path), &text, options).unwrap_err();
+    assert!(error.to_string().contains("--experimental"), "{error}");
 }
 
 #[test]

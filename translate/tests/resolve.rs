@@ -47,6 +47,7 @@ fn resolved_for(config: Value, target: Target) -> Result<Policy, String> {
     let options = ParseOptions {
         strict: false,
         expect,
+        ..ParseOptions::default()
     };
     let parsed =
         parse(Source::Named("cfg.json".into()), &text, options).map_err(|e| e.to_string())?;
@@ -248,7 +249,7 @@ fn cwd_is_absolute_visible_or_defaulted() {
 fn non_linux_containment_and_foreign_sections_are_refused() {
     let error =
         resolved(json!({"containment": "seatbelt", "process": {"commandLine": "x"}})).unwrap_err();
-    assert!(error.contains("not a Linux containment"), "{error}");
+    assert!(error.contains("not available on Linux"), "{error}");
     let error = resolved(json!({"process": {"commandLine": "x"}, "appContainer": {}})).unwrap_err();
     assert!(
         error.contains("processContainer") && error.contains("multiple containment backends"),

@@ -198,6 +198,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     let options = ParseOptions {
         strict: args.strict,
         expect,
+        ..ParseOptions::default()
     };
     let config = match load(&args.file, options)? {
         Ok(config) => config,
@@ -218,6 +219,7 @@ fn compiled(
     let options = ParseOptions {
         strict: false,
         expect: Expect::OneShot,
+        ..ParseOptions::default()
     };
     let config = match load(file, options)? {
         Ok(config) => config,

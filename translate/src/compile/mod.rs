@@ -143,7 +143,7 @@ fn policy_mounts(steps: &[MountStep]) -> PolicyMounts {
 }
 
 /// The process environment: the policy's entries (later duplicates win, in first-seen order),
-/// `PATH` when the policy sets none, `PWD` when a cwd is known.
+/// `PATH` when the policy sets none (before schema 1.0), `PWD` when a cwd is known.
 fn environment(policy: &Policy, base: &[String], cwd: Option<&Path>) -> Vec<String> {
     fn set(entries: &mut Vec<(String, String)>, key: &str, value: &str) {
         match entries.iter_mut().find(|(k, _)| k == key) {
@@ -170,7 +170,7 @@ fn environment(policy: &Policy, base: &[String], cwd: Option<&Path>) -> Vec<Stri
             }
         }
     }
-    if !entries.iter().any(|(k, _)| k == "PATH") {
+    if !policy.env_verbatim && !entries.iter().any(|(k, _)| k == "PATH") {
         let path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
         set(&mut entries, "PATH", path);
     }

@@ -3,7 +3,7 @@
 //! honour.
 
 use super::Target;
-use crate::error::Report;
+use crate::error::{Class, Report};
 use crate::model::{self, Containment};
 use crate::policy::Profile;
 
@@ -53,19 +53,24 @@ pub(super) fn profile(
             }
         }
         other => {
-            report.reject(
-                "containment",
-                other.as_str(),
-                "is not a Linux containment; use 'process', 'bubblewrap' or 'lxc' (MXC would \
-                 silently fall back to LXC here; mxc-oci refuses instead)",
-            );
+            report.classed(Class::Containment, |report| {
+                report.reject(
+                    "containment",
+                    other.as_str(),
+                    format!(
+                        "the '{}' backend is not available on Linux; use 'process', \
+                         'bubblewrap' or 'lxc'",
+                        other.as_str()
+                    ),
+                )
+            });
             Profile::HostBaseline
         }
     }
 }
 
 /// MXC's single-backend-section rule with Linux resolution: `process`/omitted/`bubblewrap`
-/// allow no backend section, `lxc` allows `lxc`.
+/// allow no backend section, `lxc` allows `lxc`. A document problem in MXC (exit 1).
 pub(super) fn backend_sections(
     report: &mut Report,
     model: &model::MxcConfig,
@@ -75,6 +80,9 @@ pub(super) fn backend_sections(
         Containment::Lxc => Some("lxc"),
         Containment::ProcessContainer => Some("processContainer"),
         Containment::Seatbelt => Some("seatbelt"),
+        Containment::Wslc => Some("wslc"),
+        Containment::Hyperlight => Some("hyperlight"),
+        Containment::WindowsSandbox => Some("windowsSandbox"),
         _ => None,
     };
     let experimental = model.experimental.clone().unwrap_or_default();
@@ -82,6 +90,9 @@ pub(super) fn backend_sections(
         ("processContainer", model.process_container.is_some()),
         ("lxc", model.lxc.is_some()),
         ("seatbelt", model.seatbelt.is_some()),
+        ("wslc", model.wslc.is_some()),
+        ("hyperlight", model.hyperlight.is_some()),
+        ("windowsSandbox", model.windows_sandbox.is_some()),
         (
             "experimental.windows_sandbox",
             experimental.windows_sandbox.is_some(),
@@ -106,7 +117,7 @@ pub(super) fn backend_sections(
                     containment.as_str()
                 ),
             };
-            report.reject_path(section, reason);
+            report.classed(Class::Request, |report| report.reject_path(section, reason));
         }
     }
 }
@@ -178,5 +189,11 @@ pub(super) fn unsupported_sections(report: &mut Report, model: &model::MxcConfig
                 "experimental features are not supported by mxc-oci; remove the section",
             );
         }
+    }
+    if model.test.is_some() {
+        report.reject_path(
+            "test",
+            "MXC's placeholder development feature does nothing on Linux; remove the section",
+        );
     }
 }

@@ -12,7 +12,7 @@ mod process;
 
 use std::path::PathBuf;
 
-use crate::error::{ConfigErrors, Report};
+use crate::error::{Class, ConfigErrors, Report};
 use crate::host::HostFacts;
 use crate::model::{Containment, RequestKind};
 use crate::parse::Config;
@@ -69,16 +69,20 @@ pub fn resolve(
     host: &dyn HostFacts,
     options: &ResolveOptions,
 ) -> Result<Policy, ConfigErrors> {
-    let mut report = Report::new(&config.source);
+    // What the document allows but this host's backend refuses is MXC's runner class.
+    let mut report = Report::in_class(&config.source, Class::Backend);
     let mut notes = Vec::new();
     let model = &config.model;
 
     if let RequestKind::StateAware(phase) = config.kind {
-        report.reject(
-            "phase",
-            phase.as_str(),
-            "state-aware lifecycle requests are not supported on Linux; send a one-shot request",
-        );
+        report.classed(Class::Request, |report| {
+            report.reject(
+                "phase",
+                phase.as_str(),
+                "state-aware lifecycle requests are not supported on Linux; send a one-shot \
+                 request",
+            )
+        });
         return Err(report.into_errors());
     }
 
@@ -92,8 +96,9 @@ pub fn resolve(
     let process::Section {
         command_line,
         env,
+        env_verbatim,
         timeout_ms,
-    } = process::section(&mut report, &process, bundle);
+    } = process::section(&mut report, &process, config.version, bundle);
     process::container_id(&mut report, model.container_id.as_deref());
 
     // Filesystem.
@@ -126,6 +131,7 @@ pub fn resolve(
         command_line,
         cwd,
         env,
+        env_verbatim,
         timeout_ms,
         identity: options.identity,
         mounts,

@@ -9,15 +9,31 @@ use crate::host::{FileKind, HostFacts};
 use crate::model;
 use crate::paths;
 use crate::policy::{MountAction, MountStep, Profile};
+use crate::version::SchemaVersion;
 
 /// What the process section contributes to the policy.
 pub(super) struct Section {
     pub command_line: Option<String>,
     pub env: Vec<(String, String)>,
+    pub env_verbatim: bool,
     pub timeout_ms: Option<u32>,
 }
 
-pub(super) fn section(report: &mut Report, process: &model::Process, bundle: bool) -> Section {
+/// MXC's default environment for a sandbox on Linux (schema 1.x).
+const DEFAULT_ENV: &[(&str, &str)] = &[
+    ("TERM", "xterm-256color"),
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+];
+
+pub(super) fn section(
+    report: &mut Report,
+    process: &model::Process,
+    version: SchemaVersion,
+    bundle: bool,
+) -> Section {
     let mut command_line = None;
     if bundle {
         if process.command_line.is_some() {
@@ -36,18 +52,30 @@ pub(super) fn section(report: &mut Report, process: &model::Process, bundle: boo
     } else {
         command_line = process.command_line.clone();
     }
-    let env = process
+    let written = process
         .env
         .as_deref()
         .unwrap_or_default()
         .iter()
         .filter_map(|entry| entry.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    // Schema 1.x: an omitted `env` means the backend's default environment, a written one is
+    // used as it is unless `inheritDefaultEnv` layers it on the default.
+    let env_verbatim = version >= SchemaVersion::Declared { major: 1, minor: 0 };
+    let default_env = env_verbatim
+        && !bundle
+        && (process.env.is_none() || process.inherit_default_env == Some(true));
+    let env = DEFAULT_ENV
+        .iter()
+        .filter(|_| default_env)
         .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(written)
         .collect::<Vec<_>>();
     let timeout_ms = process.timeout.filter(|ms| *ms > 0);
     Section {
         command_line,
         env,
+        env_verbatim,
         timeout_ms,
     }
 }
