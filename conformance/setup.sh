@@ -14,6 +14,9 @@ packages=(
   busybox-static umoci skopeo
   # network namespaces and rules
   iproute2 nftables iptables passt slirp4netns util-linux
+  # the egress test world: its own authoritative DNS server (no service), TLS certificates,
+  # clients inside the sandbox
+  dnsmasq-base openssl curl python3
   # sandboxing and benchmarking tools used next to the runtime
   bubblewrap hyperfine jq
   # build dependencies: libseccomp for libcontainer, protoc for the CRI client

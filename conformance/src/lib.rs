@@ -15,6 +15,7 @@
 //! | [`cri`] | a blocking CRI v1 client on that containerd |
 //! | [`docker`] | a private dockerd (on its own private containerd) with the `mxc` runtime |
 //! | [`netns`] | test hosts in network namespaces, veth pairs, bounded TCP/UDP servers |
+//! | [`egress_world`] | a test world for egress by name: its own DNS server, HTTP/TLS/TCP/UDP servers |
 //! | [`leaks`] | what a scenario must not leave: processes, mounts, cgroups, netns, state |
 //! | [`command`] | running a host command with a time limit |
 //! | [`processes`] | the process table, and stopping only what the harness started |
@@ -47,6 +48,7 @@ pub mod command;
 pub mod containerd;
 pub mod cri;
 pub mod docker;
+pub mod egress_world;
 pub mod images;
 pub mod leaks;
 pub mod netns;

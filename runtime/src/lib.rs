@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod container;
+pub mod egress;
 pub mod error;
 pub mod executor;
 pub mod features;

@@ -8,14 +8,16 @@ use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mxc_translate::hosts::HostRule;
 use mxc_translate::{
-    one_shot, parse, resolve, ConfigErrors, Expect, Identity, NetworkPlan, OneShotOptions,
-    ParseOptions, RealHost, ResolveOptions, SkeletonEntry, Source, Target,
+    one_shot, parse, resolve, ConfigErrors, Expect, Identity, OneShotOptions, ParseOptions,
+    RealHost, ResolveOptions, SkeletonEntry, Source, Target,
 };
 
 use crate::container::{Engine, RunOutcome};
+use crate::egress::Resolver;
 use crate::error::EngineError;
-use crate::network::{self, AuditContext, AuditLog, Connectivity, ResolvedNames};
+use crate::network::{self, AuditContext, AuditLog};
 use crate::policy::NodeContext;
 
 /// Where `mxc run` keeps its engine state and per-run bundles.
@@ -35,6 +37,10 @@ pub struct RunRequest {
     pub state_root: PathBuf,
     /// `--audit-log FILE`: one JSON line per decision (policy applied, denial, exit, timeout).
     pub audit_log: Option<PathBuf>,
+    /// `--allow-host` / `--deny-host`: host rules from the caller, validated.
+    pub hosts: Vec<HostRule>,
+    /// `--resolver ADDR`: where the egress proxy looks names up (the host's resolver if not).
+    pub resolver: Resolver,
 }
 
 /// The process exit status of `mxc run`, after anything it had to say went to stderr.
@@ -98,6 +104,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             rootfs: request.rootfs.clone(),
         },
         identity: request.identity,
+        hosts: request.hosts.clone(),
     };
     let policy = resolve(&config, &RealHost, &resolve_options).map_err(Failure::Rejected)?;
     let id = policy.container_id.clone().unwrap_or_else(generated_id);
@@ -106,18 +113,6 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         .map_err(|e| Failure::Runner(format!("container {id}: {e}")))?;
     let empty_root = bundle.path.join("rootfs");
 
-    // Names in legacy host lists are resolved once, now, and pinned.
-    let names = match &policy.network {
-        NetworkPlan::Filtered(filter) if !filter.hostnames.is_empty() => {
-            network::resolve_names(&filter.hostnames).map_err(|e| Failure::Runner(e.to_string()))?
-        }
-        _ => ResolvedNames::default(),
-    };
-    let hosts_file = bundle.path.join("hosts");
-    let pinned = !names.entries.is_empty();
-    if pinned {
-        network::pin_file(&names, &hosts_file).map_err(|e| Failure::Runner(e.to_string()))?;
-    }
     let sandbox = one_shot(
         &policy,
         &OneShotOptions {
@@ -125,7 +120,6 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             empty_root: &empty_root,
             pids_limit: request.pids_limit,
             host: &RealHost,
-            hosts_file: pinned.then_some(hosts_file.as_path()),
         },
     )
     .map_err(Failure::Runner)?;
@@ -161,6 +155,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         .timeout_ms
         .map(|ms| Duration::from_millis(u64::from(ms)));
     let plan = policy.network.clone();
+    let resolver = request.resolver.clone();
     let audit_for_network = audit.clone();
     let outcome = engine.run_to_completion_with(&id, &bundle.path, timeout, |container| {
         let pid = container.pid();
@@ -169,14 +164,7 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             source,
         };
         network::bring_up_loopback(pid).map_err(network_error)?;
-        network::attach(
-            pid,
-            &plan,
-            &names,
-            Connectivity::Userspace,
-            audit_for_network,
-        )
-        .map_err(network_error)
+        network::attach(pid, &plan, &resolver, audit_for_network).map_err(network_error)
     });
     if let Some(audit) = &audit {
         let (event, detail) = match &outcome {

@@ -249,6 +249,7 @@ fn load(
         target: Target::Bundle { allowed_host_paths },
         // Bundle mode runs as the engine's user; grants are not checked against an identity.
         identity: Identity::NOBODY,
+        hosts: Vec::new(),
     };
     resolve(&config, &RealHost, &options).map_err(one_line)
 }

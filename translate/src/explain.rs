@@ -200,6 +200,7 @@ fn network(policy: &Policy, rows: &mut Vec<Row>) {
                  variables removed",
             ));
         }
+        NetworkPlan::Filtered(filter) if !filter.hosts.is_empty() => by_name(filter, rows),
         NetworkPlan::Filtered(filter) => {
             rows.push(row(
                 "network egress default",
@@ -220,17 +221,6 @@ fn network(policy: &Policy, rows: &mut Vec<Row>) {
                         format!("nftables {verdict} rule"),
                     ));
                 }
-            }
-            for host in &filter.hostnames {
-                rows.push(row(
-                    &host.path,
-                    host.name.clone(),
-                    format!(
-                        "resolved once (A and AAAA) at start, pinned into the sandbox's /etc/hosts, \
-                         {} on the resolved addresses; DNS itself stays closed unless a rule opens it",
-                        if host.deny { "denied" } else { "allowed" }
-                    ),
-                ));
             }
             rows.push(row(
                 "network.ingress",
@@ -289,6 +279,90 @@ const STRICTER_THAN_MXC: &[(&str, &str)] = &[
          refused",
     ),
 ];
+
+/// Egress by name: the resolver and the proxy, each pattern, and what the CIDR rules still
+/// decide.
+fn by_name(filter: &crate::EgressFilter, rows: &mut Vec<Row>) {
+    rows.push(row(
+        "network egress (by name)",
+        format!(
+            "{} host rule(s); default {}",
+            filter.hosts.len(),
+            if filter.default_allow {
+                "allow"
+            } else {
+                "deny"
+            }
+        ),
+        "private network namespace with loopback only (no userspace stack): nftables redirects \
+         every TCP connection and every DNS query (UDP and TCP, any address) to the egress proxy \
+         and resolver, which run outside the sandbox and listen only on its loopback; all other \
+         traffic (UDP, ICMP) is dropped and logged, IPv4 and IPv6 alike",
+    ));
+    rows.push(row(
+        "network egress (resolver)",
+        "allowed names only",
+        "answers A/AAAA for allowed names with addresses from 240.0.0.0/12 and \
+         fd6d:7863:6e61:6d65::/64 that stand for the name (after checking upstream that it \
+         exists); other names get NXDOMAIN and an audit line and never leave; other record \
+         types (TXT, HTTPS with ECH keys, ...) get empty answers",
+    ));
+    rows.push(row(
+        "network egress (proxy)",
+        "every TCP connection",
+        "decides by name: the name behind a captured address, or the HTTP CONNECT / SOCKS5 / \
+         absolute-URL target (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, FTP_PROXY = \
+         http://127.0.0.1:3128); the TLS server name and every cleartext HTTP/1 Host must be \
+         that name; Encrypted Client Hello and cleartext HTTP/2 are refused; the name is \
+         resolved again for each connection and only addresses the CIDR rules do not deny are \
+         dialled, never a host-local or private one unless a CIDR rule allows it; denied \
+         clients get HTTP 403 with X-Mxc-Denied, a TLS alert or a SOCKS error, and an audit line",
+    ));
+    for rule in &filter.hosts {
+        let port = match rule.pattern.port {
+            Some(port) => format!("port {port}"),
+            None => "any port".into(),
+        };
+        let covers = match rule.pattern.kind {
+            crate::hosts::PatternKind::Exact => format!("{} only", rule.pattern.domain),
+            crate::hosts::PatternKind::Subdomains => {
+                format!(
+                    "every name below {} (not {} itself)",
+                    rule.pattern.domain, rule.pattern.domain
+                )
+            }
+            crate::hosts::PatternKind::DomainAndSubdomains => {
+                format!("{} and every name below it", rule.pattern.domain)
+            }
+        };
+        let verdict = match rule.action {
+            crate::network::Action::Allow => "allowed (resolver answers; proxy connects)",
+            crate::network::Action::Deny => "denied (NXDOMAIN; proxy refuses), beats every allow",
+        };
+        rows.push(row(
+            &rule.origin,
+            rule.pattern.to_string(),
+            format!("{covers}, {port}: {verdict}"),
+        ));
+    }
+    for (verdict, rules) in [("deny", &filter.deny), ("allow", &filter.allow)] {
+        for rule in rules {
+            rows.push(row(
+                &rule.path,
+                describe_rule(rule),
+                format!(
+                    "{verdict}s bare-address TCP connections through the proxy, and the addresses \
+                     names resolve to; UDP and ICMP stay dropped"
+                ),
+            ));
+        }
+    }
+    rows.push(row(
+        "network.ingress",
+        "deny",
+        "nftables input chain: loopback and established traffic only",
+    ));
+}
 
 fn describe_rule(rule: &Rule) -> String {
     let to = if rule.to.is_empty() {

@@ -35,7 +35,5 @@ mod resolve;
 
 pub use compile::{apply_to_bundle, one_shot, BundleError, OneShotOptions, Sandbox, SkeletonEntry};
 pub use host::{FakeHost, FileInfo, FileKind, HostFacts, RealHost};
-pub use policy::{
-    EgressFilter, HostnameRule, Identity, MountAction, MountStep, NetworkPlan, Policy, Profile,
-};
+pub use policy::{EgressFilter, Identity, MountAction, MountStep, NetworkPlan, Policy, Profile};
 pub use resolve::{resolve, ResolveOptions, Target, BASELINE};

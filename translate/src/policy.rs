@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::hosts::HostRule;
 use crate::network::{ProxyEndpoint, Rule};
 use crate::source::Source;
 use crate::version::SchemaVersion;
@@ -91,24 +92,17 @@ impl NetworkPlan {
     }
 }
 
-/// Outbound rules: deny rules first, then allow rules, then the default. Legacy host lists
-/// become rules whose destinations may be hostnames, resolved once at start.
+/// Outbound rules: deny rules first, then allow rules, then the default. Host-name rules (from
+/// legacy host lists and the caller's, node's or annotation's lists) are enforced by the
+/// egress proxy and resolver; CIDR rules decide bare addresses.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EgressFilter {
     pub default_allow: bool,
     pub deny: Vec<Rule>,
     pub allow: Vec<Rule>,
-    /// Hostnames from legacy host lists: (JSON path, name, whether it is a deny entry).
-    pub hostnames: Vec<HostnameRule>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostnameRule {
-    pub path: String,
-    pub name: String,
-    pub deny: bool,
+    /// Host-name rules, deny beating allow; names no rule matches get the default.
+    pub hosts: Vec<HostRule>,
 }
 
 /// The policy, resolved for Linux.

@@ -109,6 +109,7 @@ proptest! {
         let options = ResolveOptions {
             target: Target::OneShot { rootfs: None },
             identity: Identity { uid: 0, gid: 0 },
+            hosts: Vec::new(),
         };
         let policy = resolve(&parsed, &host, &options);
         let policy = match policy {
@@ -125,7 +126,6 @@ proptest! {
             empty_root: Path::new("/run/mxc/prop/rootfs"),
             pids_limit: 64,
             host: &host,
-        hosts_file: None,
         }).unwrap();
         let spec = serde_json::to_value(&sandbox.spec).unwrap();
         let mounts = spec["mounts"].as_array().unwrap().clone();

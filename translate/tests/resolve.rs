@@ -57,6 +57,7 @@ fn resolved_for(config: Value, target: Target) -> Result<Policy, String> {
         &ResolveOptions {
             target,
             identity: ME,
+            hosts: Vec::new(),
         },
     )
     .map_err(|e| e.to_string())
@@ -292,7 +293,7 @@ fn network_models_resolve_to_one_plan() {
     ));
     assert!(matches!(
         plan(json!({"defaultPolicy": "block", "enforcementMode": "firewall", "allowedHosts": ["10.0.0.0/8", "api.example.com"]}), "0.7.0").unwrap(),
-        NetworkPlan::Filtered(f) if f.allow.len() == 1 && f.hostnames.len() == 1
+        NetworkPlan::Filtered(f) if f.allow.len() == 1 && f.hosts.len() == 1
     ));
     let error = plan(json!({"allowedHosts": ["10.0.0.1"]}), "0.8.0").unwrap_err();
     assert!(
@@ -309,11 +310,30 @@ fn network_models_resolve_to_one_plan() {
         .unwrap(),
         NetworkPlan::ProxyOnly { .. }
     ));
+    // MXC's bundled exact-name proxy: its lists are enforced by name.
+    assert!(matches!(
+        plan(
+            json!({"proxy": {"builtinTestServer": true}, "allowedHosts": ["api.example.com", "198.18.0.0/15"]}),
+            "0.7.0"
+        )
+        .unwrap(),
+        NetworkPlan::Filtered(f) if !f.default_allow && f.hosts.len() == 1 && f.allow.len() == 1
+    ));
     assert!(plan(
-        json!({"proxy": {"builtinTestServer": true}, "defaultPolicy": "allow"}),
+        json!({"proxy": {"builtinTestServer": true}, "enforcementMode": "firewall"}),
         "0.7.0"
     )
-    .is_err());
+    .unwrap_err()
+    .contains("enforcementMode"));
+    let error = plan(
+        json!({"enforcementMode": "firewall", "allowedHosts": ["*.co.uk"]}),
+        "0.7.0",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("network.allowedHosts[0]") && error.contains("public suffix"),
+        "{error}"
+    );
     assert!(plan(json!({"ingress": {"default": "allow"}}), "0.8.0").is_err());
     assert!(plan(json!({"allowLocalNetwork": true}), "0.7.0").is_err());
     let proxy_with_rules = json!({"version": "0.8.0", "process": {"commandLine": "x"}, "runtimeConfig": {"networkProxy": "http://127.0.0.1:8080"}, "network": {"egress": {"allow": [{"ports": [{"port": 443}]}]}}});
@@ -332,7 +352,6 @@ fn one_shot_spec_cuts_privileges() {
             empty_root: Path::new("/run/mxc/t1/rootfs"),
             pids_limit: 100,
             host: &host(),
-            hosts_file: None,
         },
     )
     .unwrap();
@@ -440,4 +459,61 @@ fn bundle_mode_rejects_engine_fields_and_host_network() {
         .unwrap_err()
         .to_string()
         .contains("root"));
+}
+
+#[test]
+fn caller_host_rules_join_the_policy() {
+    use mxc_translate::hosts::HostRule;
+    use mxc_translate::network::Action;
+    let with_hosts = |network: Value, version: &str| {
+        let config =
+            json!({"version": version, "process": {"commandLine": "true"}, "network": network});
+        let parsed = parse(
+            Source::Named("cfg.json".into()),
+            &config.to_string(),
+            ParseOptions {
+                strict: false,
+                expect: Expect::OneShot,
+                ..ParseOptions::default()
+            },
+        )
+        .unwrap();
+        resolve(
+            &parsed,
+            &host(),
+            &ResolveOptions {
+                target: Target::OneShot { rootfs: None },
+                identity: ME,
+                hosts: vec![
+                    HostRule::parse("--allow-host[0]", "**.example.com", Action::Allow).unwrap(),
+                ],
+            },
+        )
+        .map(|p| p.network)
+        .map_err(|e| e.to_string())
+    };
+    // A sandbox with no egress gains exactly the caller's names.
+    let NetworkPlan::Filtered(filter) = with_hosts(json!({}), "0.8.0").unwrap() else {
+        panic!()
+    };
+    assert!(!filter.default_allow && filter.allow.is_empty() && filter.hosts.len() == 1);
+    // Rules of the policy stay.
+    let NetworkPlan::Filtered(filter) = with_hosts(
+        json!({"egress": {"allow": [{"to": [{"cidr": "198.18.0.0/15"}]}]}}),
+        "0.8.0",
+    )
+    .unwrap() else {
+        panic!()
+    };
+    assert_eq!((filter.allow.len(), filter.hosts.len()), (1, 1));
+    // A proxy of the config's own decides names itself.
+    let error = with_hosts(
+        json!({"defaultPolicy": "allow", "proxy": {"url": "http://127.0.0.1:3128"}}),
+        "0.7.0",
+    )
+    .unwrap_err();
+    assert!(
+        error.contains("--allow-host[0]") && error.contains("proxy"),
+        "{error}"
+    );
 }

@@ -43,6 +43,7 @@ fn resolved(config: Value) -> Result<Policy, ConfigErrors> {
         &ResolveOptions {
             target: Target::OneShot { rootfs: None },
             identity: ME,
+            hosts: Vec::new(),
         },
     )
 }
@@ -63,7 +64,6 @@ fn env_of(config: Value) -> Vec<String> {
             empty_root: Path::new("/run/mxc/t1/rootfs"),
             pids_limit: 100,
             host: &host(),
-            hosts_file: None,
         },
     )
     .unwrap();
@@ -231,6 +231,7 @@ fn telemetry_is_accepted_and_the_development_contract_needs_its_flag() {
         &ResolveOptions {
             target: Target::OneShot { rootfs: None },
             identity: ME,
+            hosts: Vec::new(),
         },
     )
     .unwrap_err();

@@ -45,6 +45,10 @@ struct RunArgs {
     /// timeout) to this file.
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+    /// Where the egress proxy looks host names up (ADDRESS[:PORT]); the host's resolver if
+    /// not given.
+    #[arg(long, value_name = "ADDR")]
+    resolver: Option<String>,
     /// The MXC config file.
     file: PathBuf,
 }
@@ -68,6 +72,14 @@ struct CheckArgs {
 
 #[derive(Args, Clone)]
 struct TargetArgs {
+    /// Allow egress to host names matching PATTERN (`api.example.com`, `*.example.com` for
+    /// every subdomain, `**.example.com` for the domain too, optional `:PORT`); repeatable.
+    /// An mxc-oci extension: MXC's own parser never sees it.
+    #[arg(long = "allow-host", value_name = "PATTERN")]
+    allow_hosts: Vec<String>,
+    /// Deny host names matching PATTERN (beats every allow); repeatable.
+    #[arg(long = "deny-host", value_name = "PATTERN")]
+    deny_hosts: Vec<String>,
     /// Use this root filesystem instead of the read-only host baseline.
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
@@ -163,6 +175,25 @@ fn identity(user: Option<&str>) -> Result<Identity> {
     Ok(Identity::NOBODY)
 }
 
+/// The caller's host rules, each named by its flag and position.
+fn host_rules(target: &TargetArgs) -> Result<Vec<mxc_translate::hosts::HostRule>> {
+    use mxc_translate::hosts::HostRule;
+    use mxc_translate::network::Action;
+    let mut rules = Vec::new();
+    for (flag, list, action) in [
+        ("--allow-host", &target.allow_hosts, Action::Allow),
+        ("--deny-host", &target.deny_hosts, Action::Deny),
+    ] {
+        for (i, text) in list.iter().enumerate() {
+            rules.push(
+                HostRule::parse(&format!("{flag}[{i}]"), text, action)
+                    .map_err(anyhow::Error::msg)?,
+            );
+        }
+    }
+    Ok(rules)
+}
+
 fn resolve_for_run(
     config: &Config,
     target: &TargetArgs,
@@ -172,6 +203,7 @@ fn resolve_for_run(
             rootfs: target.rootfs.clone(),
         },
         identity: identity(target.user.as_deref())?,
+        hosts: host_rules(target)?,
     };
     Ok(resolve(config, &RealHost, &options))
 }
@@ -184,6 +216,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         pids_limit: args.pids_limit,
         state_root: PathBuf::from(mxc_runtime::oneshot::STATE_ROOT),
         audit_log: args.audit_log,
+        hosts: host_rules(&args.target)?,
+        resolver: match &args.resolver {
+            Some(text) => mxc_runtime::egress::Resolver::parse(text)
+                .map_err(|e| anyhow::anyhow!("--resolver: {e}"))?,
+            None => mxc_runtime::egress::Resolver::System,
+        },
     };
     let code = mxc_runtime::oneshot::run(&request);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
@@ -204,6 +242,13 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         Ok(config) => config,
         Err(errors) => return Ok(rejected(&errors)),
     };
+    let hosts = host_rules(&args.target)?;
+    if args.strict && !hosts.is_empty() {
+        eprintln!(
+            "note: --allow-host and --deny-host are mxc-oci extensions: MXC's own parser never \
+             sees them, and the config itself is checked as MXC would"
+        );
+    }
     if args.runnable {
         if let Err(errors) = resolve_for_run(&config, &args.target)? {
             return Ok(rejected(&errors));
@@ -241,7 +286,6 @@ fn compiled(
             empty_root: &empty_root,
             pids_limit: 1024,
             host: &RealHost,
-            hosts_file: None,
         },
     )
     .map_err(anyhow::Error::msg)?;

@@ -1,19 +1,27 @@
-//! Hostnames in legacy host lists: resolved once (A and AAAA) at start, enforced on the
-//! resolved addresses, and pinned into the sandbox's `/etc/hosts` so that it cannot re-resolve
-//! them differently.
+//! Host names in bundle mode, where the egress proxy does not run yet: exact names are
+//! resolved once (A and AAAA) at create and enforced on the resolved addresses; a pattern that
+//! needs the proxy (a wildcard, a port) is refused rather than half-enforced.
 
-use std::fmt::Write;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::path::Path;
 
-use mxc_translate::HostnameRule;
+use mxc_translate::hosts::{HostRule, PatternKind};
+use mxc_translate::network::Action;
 
 use super::{NetworkError, ResolvedNames};
 
-pub fn resolve_names(names: &[HostnameRule]) -> Result<ResolvedNames, NetworkError> {
+pub fn resolve_names(rules: &[HostRule]) -> Result<ResolvedNames, NetworkError> {
     let mut entries = Vec::new();
-    for rule in names {
-        let addresses: Vec<IpAddr> = match (rule.name.as_str(), 0).to_socket_addrs() {
+    for rule in rules {
+        if rule.pattern.kind != PatternKind::Exact || rule.pattern.port.is_some() {
+            return Err(NetworkError::Resolve {
+                name: format!("{} ({})", rule.pattern, rule.origin),
+                reason: "wildcard and port host patterns are enforced by the egress proxy, \
+                         which mxc run provides; in bundle mode write exact names"
+                    .into(),
+            });
+        }
+        let name = rule.pattern.domain.as_str();
+        let addresses: Vec<IpAddr> = match (name, 0).to_socket_addrs() {
             Ok(found) => {
                 let mut out: Vec<IpAddr> = found.map(|a| a.ip()).collect();
                 out.sort();
@@ -23,9 +31,9 @@ pub fn resolve_names(names: &[HostnameRule]) -> Result<ResolvedNames, NetworkErr
             Err(e) => {
                 // An allow entry that does not resolve allows nothing; a deny entry that does
                 // not resolve cannot be enforced, so it fails the start.
-                if rule.deny {
+                if rule.action == Action::Deny {
                     return Err(NetworkError::Resolve {
-                        name: format!("{} ({})", rule.name, rule.path),
+                        name: format!("{name} ({})", rule.origin),
                         reason: e.to_string(),
                     });
                 }
@@ -35,17 +43,4 @@ pub fn resolve_names(names: &[HostnameRule]) -> Result<ResolvedNames, NetworkErr
         entries.push((rule.clone(), addresses));
     }
     Ok(ResolvedNames { entries })
-}
-
-/// Writes the sandbox's `/etc/hosts`: loopback and the pinned names.
-pub fn pin_file(names: &ResolvedNames, path: &Path) -> Result<(), NetworkError> {
-    let mut text =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    for (rule, addresses) in &names.entries {
-        for address in addresses {
-            let _ = writeln!(text, "{address}\t{}", rule.name);
-        }
-    }
-    std::fs::write(path, text)
-        .map_err(|e| NetworkError::io(format!("writing {}", path.display()), e))
 }

@@ -1,12 +1,12 @@
 //! Network enforcement around a created container, before its process starts: the nftables
 //! ruleset inside the container's own network namespace, connectivity from a userspace stack
-//! (slirp4netns) when the runtime made the namespace itself, names pinned into `/etc/hosts`, the
-//! denial log, and the relay that makes a loopback proxy reachable. One place installs rules;
+//! (slirp4netns) when the runtime made the namespace itself, the egress proxy when the policy
+//! has host-name rules, the denial log, and the relay that makes a loopback proxy reachable. One place installs rules;
 //! `mxc run`, `mxc-runtime` and the shim all come here.
 
 mod audit;
 mod hosts;
-mod netns;
+pub(crate) mod netns;
 mod relay;
 mod slirp;
 
@@ -14,11 +14,14 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use mxc_translate::compile::nftables::{self, NetworkFacts};
+use mxc_translate::hosts::HostRule;
 use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
-use mxc_translate::{HostnameRule, NetworkPlan};
+use mxc_translate::NetworkPlan;
+
+use crate::egress::{capture::Capture, Egress, EgressAudit, Resolver};
 
 pub use audit::{run_detached_listener, AuditContext, AuditLog};
-pub use hosts::{pin_file, resolve_names};
+pub use hosts::resolve_names;
 pub use netns::in_netns;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +69,8 @@ pub struct NetworkAttachment {
     slirp: Option<slirp::Slirp>,
     _audit: Option<audit::AuditListener>,
     _relay: Option<relay::Relay>,
+    /// The egress proxy and resolver (host-name rules in a namespace of the runtime's own).
+    _capture: Option<Capture>,
     /// Rules in a namespace that outlives the container (the engine's): removed on drop.
     installed: Option<InstalledTable>,
 }
@@ -115,29 +120,71 @@ impl std::fmt::Debug for NetworkAttachment {
     }
 }
 
-/// Names from legacy host lists resolved once, before the sandbox exists.
+/// Exact host names resolved once at start (bundle mode, where the egress proxy does not run
+/// yet).
 #[derive(Debug, Clone, Default)]
 pub struct ResolvedNames {
-    pub entries: Vec<(HostnameRule, Vec<IpAddr>)>,
+    pub entries: Vec<(HostRule, Vec<IpAddr>)>,
 }
 
-/// Enforces `plan` on the container whose init process is `pid` (created, not started).
+/// Enforces `plan` on the container whose init process is `pid` (created, not started), in a
+/// namespace the runtime made itself (`mxc run`). Host-name rules are enforced by the egress
+/// proxy, whose upstream lookups use `resolver`.
 pub fn attach(
     pid: i32,
     plan: &NetworkPlan,
-    names: &ResolvedNames,
-    connectivity: Connectivity,
+    resolver: &Resolver,
     audit: Option<AuditContext>,
 ) -> Result<NetworkAttachment, NetworkError> {
+    if let NetworkPlan::Filtered(filter) = plan {
+        if !filter.hosts.is_empty() {
+            return attach_by_name(pid, filter, resolver, audit);
+        }
+    }
     attach_as(
         pid,
         plan,
-        names,
-        connectivity,
+        &ResolvedNames::default(),
+        Connectivity::Userspace,
         audit,
         nftables::TABLE,
         nftables::AUDIT_GROUP,
     )
+}
+
+/// Egress by name: no userspace stack; the egress proxy and resolver are the sandbox's only
+/// way out, and what they do not carry is dropped and logged.
+fn attach_by_name(
+    pid: i32,
+    filter: &mxc_translate::EgressFilter,
+    resolver: &Resolver,
+    audit: Option<AuditContext>,
+) -> Result<NetworkAttachment, NetworkError> {
+    let egress_audit = audit.as_ref().map(|context| EgressAudit {
+        log: context.log.clone(),
+        container_id: context.container_id.clone(),
+        policy_sha256: context.policy_sha256.clone(),
+    });
+    let mut egress = Egress::new(filter, resolver.clone(), egress_audit);
+    egress.host_addresses = host_addresses()?;
+    let capture = Capture::start(
+        pid,
+        egress,
+        mxc_translate::compile::capture::Namespace::Own,
+        nftables::TABLE,
+        nftables::AUDIT_GROUP,
+    )?;
+    let audit = match audit {
+        Some(context) => Some(audit::AuditListener::start(pid, context)?),
+        None => None,
+    };
+    Ok(NetworkAttachment {
+        slirp: None,
+        _audit: audit,
+        _relay: None,
+        _capture: Some(capture),
+        installed: None,
+    })
 }
 
 fn attach_as(
@@ -175,6 +222,7 @@ fn attach_as(
             slirp: None,
             _audit: None,
             _relay: None,
+            _capture: None,
             installed: None,
         };
         if connectivity == Connectivity::EngineProvided {
@@ -207,6 +255,7 @@ fn attach_as(
         slirp,
         _audit: audit,
         _relay: relay,
+        _capture: None,
         installed,
     })
 }
@@ -418,9 +467,7 @@ pub fn attach_bundle(
 
 fn bundle_names(plan: &NetworkPlan) -> Result<ResolvedNames, NetworkError> {
     match plan {
-        NetworkPlan::Filtered(filter) if !filter.hostnames.is_empty() => {
-            resolve_names(&filter.hostnames)
-        }
+        NetworkPlan::Filtered(filter) if !filter.hosts.is_empty() => resolve_names(&filter.hosts),
         _ => Ok(ResolvedNames::default()),
     }
 }

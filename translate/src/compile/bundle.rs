@@ -70,7 +70,10 @@ pub fn apply_to_bundle(policy: &Policy, spec: &mut Spec) -> Result<(), BundleErr
                 .collect()
         })
         .unwrap_or_default();
-    process.insert("env".into(), json!(environment(policy, &base_env, None)));
+    process.insert(
+        "env".into(),
+        json!(environment(policy, &base_env, None, false)),
+    );
     process.insert("capabilities".into(), no_capabilities());
     process.insert("noNewPrivileges".into(), Value::Bool(true));
 

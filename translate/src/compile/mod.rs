@@ -5,6 +5,7 @@
 //! the policy's mounts with the same function and cut privileges the same way.
 
 mod bundle;
+pub mod capture;
 pub mod nftables;
 mod oneshot;
 pub mod seccomp;
@@ -143,8 +144,14 @@ fn policy_mounts(steps: &[MountStep]) -> PolicyMounts {
 }
 
 /// The process environment: the policy's entries (later duplicates win, in first-seen order),
-/// `PATH` when the policy sets none (before schema 1.0), `PWD` when a cwd is known.
-fn environment(policy: &Policy, base: &[String], cwd: Option<&Path>) -> Vec<String> {
+/// `PATH` when the policy sets none (before schema 1.0), `PWD` when a cwd is known. With `egress_proxy`, a policy
+/// with host rules gets proxy variables naming the egress proxy on the sandbox's loopback.
+fn environment(
+    policy: &Policy,
+    base: &[String],
+    cwd: Option<&Path>,
+    egress_proxy: bool,
+) -> Vec<String> {
     fn set(entries: &mut Vec<(String, String)>, key: &str, value: &str) {
         match entries.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = value.to_string(),
@@ -167,6 +174,19 @@ fn environment(policy: &Policy, base: &[String], cwd: Option<&Path>) -> Vec<Stri
             for key in &PROXY_VARIABLES[..4] {
                 set(&mut entries, key, &url);
                 set(&mut entries, &key.to_ascii_lowercase(), &url);
+            }
+        }
+    }
+    if let NetworkPlan::Filtered(filter) = &policy.network {
+        if egress_proxy && !filter.hosts.is_empty() {
+            entries.retain(|(k, _)| !PROXY_VARIABLES.iter().any(|p| p.eq_ignore_ascii_case(k)));
+            let url = capture::proxy_url();
+            for key in &PROXY_VARIABLES[..4] {
+                set(&mut entries, key, &url);
+                set(&mut entries, &key.to_ascii_lowercase(), &url);
+            }
+            for key in ["NO_PROXY", "no_proxy"] {
+                set(&mut entries, key, "localhost,127.0.0.1,::1");
             }
         }
     }

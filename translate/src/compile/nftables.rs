@@ -9,8 +9,10 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
+use crate::hosts::HostRule;
+use crate::network::Action;
 use crate::network::{Peer, PortSelector, Protocol, Rule};
-use crate::policy::{EgressFilter, HostnameRule, NetworkPlan};
+use crate::policy::{EgressFilter, NetworkPlan};
 
 /// NFLOG group the denial log reads in a sandbox's own namespace. In a shared (pod) namespace
 /// each container logs to a group of its own ([`log_group_for`]): a group has one reader.
@@ -41,8 +43,9 @@ pub struct NetworkFacts {
     /// Addresses that reach the host itself from the sandbox (the host's addresses, the
     /// userspace stack's gateway); dropped first unless host loopback is allowed.
     pub host_addresses: Vec<IpAddr>,
-    /// Legacy host-list names and what they resolved to at start.
-    pub resolved: Vec<(HostnameRule, Vec<IpAddr>)>,
+    /// Exact host names and what they resolved to at start (bundle mode, until the egress
+    /// proxy runs there).
+    pub resolved: Vec<(HostRule, Vec<IpAddr>)>,
     /// The proxy's addresses inside the sandbox's view (proxy-only mode).
     pub proxy: Vec<SocketAddr>,
     /// The table's name; [`TABLE`] when empty.
@@ -144,13 +147,17 @@ fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts, group: 
             );
         }
     }
-    for (host, addresses) in facts.resolved.iter().filter(|(h, _)| h.deny) {
+    for (host, addresses) in facts
+        .resolved
+        .iter()
+        .filter(|(h, _)| h.action == Action::Deny)
+    {
         for address in addresses {
             let _ = writeln!(
                 out,
                 "    {} daddr {address} log group {group} prefix \"{}\" drop",
                 family(address),
-                prefix("deny", &host.path)
+                prefix("deny", &host.origin)
             );
         }
     }
@@ -159,7 +166,11 @@ fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts, group: 
             let _ = writeln!(out, "    {line}accept");
         }
     }
-    for (_, addresses) in facts.resolved.iter().filter(|(h, _)| !h.deny) {
+    for (_, addresses) in facts
+        .resolved
+        .iter()
+        .filter(|(h, _)| h.action == Action::Allow)
+    {
         for address in addresses {
             let _ = writeln!(out, "    {} daddr {address} accept", family(address));
         }
@@ -316,7 +327,7 @@ mod tests {
                 ..rule(&[("10.0.0.0/8", &[])], &[])
             }],
             allow: vec![rule(&[("0.0.0.0/0", &[])], &[])],
-            hostnames: Vec::new(),
+            hosts: Vec::new(),
         };
         let facts = NetworkFacts {
             host_addresses: vec!["192.0.2.1".parse().unwrap()],

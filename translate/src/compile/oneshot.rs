@@ -21,8 +21,6 @@ pub struct OneShotOptions<'a> {
     pub pids_limit: i64,
     /// Host facts, to skip baseline directories the host does not have.
     pub host: &'a dyn HostFacts,
-    /// A generated hosts file pinning resolved names, bound read-only over `/etc/hosts`.
-    pub hosts_file: Option<&'a Path>,
 }
 
 /// Something the runtime creates inside its empty root before `create`.
@@ -71,15 +69,6 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
     }));
     let planned = policy_mounts(&policy.mounts);
     mounts.extend(planned.mounts);
-    if let Some(hosts) = options.hosts_file {
-        // After the policy's mounts: the pin is what the sandbox resolves names with.
-        mounts.push(json!({
-            "destination": "/etc/hosts",
-            "type": "bind",
-            "source": hosts,
-            "options": ["bind", "ro", "nosuid", "nodev", "noexec"],
-        }));
-    }
 
     let mut readonly_paths: Vec<String> = READONLY_PATHS.iter().map(|s| s.to_string()).collect();
     readonly_paths.extend(planned.readonly_after);
@@ -98,7 +87,7 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
             "args": ["/bin/sh", "-c", command_line],
-            "env": environment(policy, &[], Some(&cwd)),
+            "env": environment(policy, &[], Some(&cwd), true),
             "cwd": cwd,
             "capabilities": no_capabilities(),
             "noNewPrivileges": true,

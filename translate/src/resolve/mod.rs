@@ -62,6 +62,9 @@ pub struct ResolveOptions {
     pub target: Target,
     /// The host uid/gid the workload runs as (one-shot); grants are checked against it.
     pub identity: Identity,
+    /// Host rules from outside the config (`mxc run --allow-host`, the node configuration, a
+    /// pod annotation), already validated; each names its origin.
+    pub hosts: Vec<crate::hosts::HostRule>,
 }
 
 pub fn resolve(
@@ -116,7 +119,7 @@ pub fn resolve(
         ))
     };
 
-    let network = network::plan(&mut report, &mut notes, config);
+    let network = network::plan(&mut report, &mut notes, config, &options.hosts);
 
     let Some(network) = network else {
         return Err(report.into_errors());

@@ -1,13 +1,56 @@
 //! The network section: MXC's Linux-backend rules for both network models, to one
 //! [`NetworkPlan`].
 
-use crate::error::{index, join, Report};
+use crate::error::{index, Report};
+use crate::hosts::HostRule;
 use crate::model;
 use crate::network::{self, Action, NetworkSpec, Peer, ProxyEndpoint, Rule};
 use crate::parse::Config;
-use crate::policy::{EgressFilter, HostnameRule, NetworkPlan};
+use crate::policy::{EgressFilter, NetworkPlan};
 
 pub(super) fn plan(
+    report: &mut Report,
+    notes: &mut Vec<String>,
+    config: &Config,
+    caller_hosts: &[HostRule],
+) -> Option<NetworkPlan> {
+    let plan = config_plan(report, notes, config)?;
+    with_caller_hosts(report, plan, caller_hosts)
+}
+
+/// Adds the host rules that come from outside the config (`mxc run --allow-host`, the node
+/// configuration, a pod annotation): a sandbox with no egress gains exactly those names.
+fn with_caller_hosts(
+    report: &mut Report,
+    plan: NetworkPlan,
+    caller_hosts: &[HostRule],
+) -> Option<NetworkPlan> {
+    let Some(first) = caller_hosts.first() else {
+        return Some(plan);
+    };
+    match plan {
+        NetworkPlan::Isolated => Some(NetworkPlan::Filtered(EgressFilter {
+            default_allow: false,
+            deny: Vec::new(),
+            allow: Vec::new(),
+            hosts: caller_hosts.to_vec(),
+        })),
+        NetworkPlan::Filtered(mut filter) => {
+            filter.hosts.extend(caller_hosts.iter().cloned());
+            Some(NetworkPlan::Filtered(filter))
+        }
+        NetworkPlan::ProxyOnly { .. } => {
+            report.reject_path(
+                &first.origin,
+                "host rules cannot be combined with a proxy the config names (network.proxy, \
+                 runtimeConfig.networkProxy): that proxy decides by name itself",
+            );
+            None
+        }
+    }
+}
+
+fn config_plan(
     report: &mut Report,
     notes: &mut Vec<String>,
     config: &Config,
@@ -28,7 +71,16 @@ pub(super) fn plan(
                 );
             }
             let has_lists = !legacy.allowed_hosts.is_empty() || !legacy.blocked_hosts.is_empty();
-            if let Some(proxy) = &legacy.proxy {
+            // MXC's bundled exact-name proxy: its host lists are enforced by name, by the
+            // egress proxy and resolver.
+            let builtin = legacy.proxy == Some(ProxyEndpoint::BuiltinTestServer);
+            if builtin && firewall {
+                report.reject_path(
+                    "network.enforcementMode",
+                    "network.proxy cannot be combined with enforcementMode 'firewall' or 'both'",
+                );
+            }
+            if let Some(proxy) = legacy.proxy.as_ref().filter(|_| !builtin) {
                 proxy_checks(report, "network.proxy", proxy);
                 if firewall {
                     report.reject_path(
@@ -51,14 +103,14 @@ pub(super) fn plan(
                     proxy: proxy.clone(),
                 });
             }
-            if has_lists && !firewall && directional_version {
+            if has_lists && !firewall && !builtin && directional_version {
                 report.reject_path(
                     "network.enforcementMode",
                     "allowedHosts/blockedHosts require an enforcement mechanism: set \
                      enforcementMode 'firewall' or 'both'",
                 );
             }
-            if has_lists && !firewall && !directional_version {
+            if has_lists && !firewall && !builtin && !directional_version {
                 notes.push(
                     "host lists under enforcementMode 'capabilities' are enforced anyway \
                      (MXC would not filter them before 0.8)"
@@ -72,7 +124,7 @@ pub(super) fn plan(
                 default_allow: legacy.default_allow,
                 deny: Vec::new(),
                 allow: Vec::new(),
-                hostnames: Vec::new(),
+                hosts: Vec::new(),
             };
             for (deny, list, hosts) in [
                 (true, "network.blockedHosts", &legacy.blocked_hosts),
@@ -96,8 +148,16 @@ pub(super) fn plan(
                                 filter.allow.push(rule)
                             }
                         }
-                        Ok(HostEntry::Name(name)) => {
-                            filter.hostnames.push(HostnameRule { path, name, deny })
+                        Ok(HostEntry::Name) => {
+                            let action = if deny { Action::Deny } else { Action::Allow };
+                            match crate::hosts::HostPattern::parse(host) {
+                                Ok(pattern) => filter.hosts.push(HostRule {
+                                    origin: path,
+                                    pattern,
+                                    action,
+                                }),
+                                Err(reason) => report.reject(path, host, reason),
+                            }
                         }
                         Err(reason) => report.reject(path, host, reason),
                     }
@@ -156,7 +216,7 @@ pub(super) fn plan(
                     default_allow: directional.egress_default == Action::Allow,
                     deny: directional.deny.clone(),
                     allow: directional.allow.clone(),
-                    hostnames: Vec::new(),
+                    hosts: Vec::new(),
                 })
             })
         }
@@ -165,12 +225,6 @@ pub(super) fn plan(
 
 fn proxy_checks(report: &mut Report, path: &str, proxy: &ProxyEndpoint) {
     match proxy {
-        ProxyEndpoint::BuiltinTestServer => report.reject(
-            join(path, "builtinTestServer"),
-            true,
-            "MXC's built-in test proxy is a testing feature and is not supported by mxc-oci; \
-             run a proxy and name it with url or localhost",
-        ),
         ProxyEndpoint::Url { url, .. } if proxy.has_credentials() => report.reject(
             path,
             network::redact_url(url),
@@ -182,10 +236,12 @@ fn proxy_checks(report: &mut Report, path: &str, proxy: &ProxyEndpoint) {
 
 enum HostEntry {
     Net(ipnet::IpNet),
-    Name(String),
+    /// A host-name pattern, parsed by [`crate::hosts::HostPattern`].
+    Name,
 }
 
-/// A legacy host-list entry: IP, CIDR (host bits are tolerated, as LXC does) or hostname.
+/// A legacy host-list entry: IP, CIDR (host bits are tolerated, as LXC does) or a host name
+/// pattern.
 fn host_entry(text: &str) -> Result<HostEntry, String> {
     if let Ok(address) = text.parse::<std::net::IpAddr>() {
         return Ok(HostEntry::Net(address.into()));
@@ -193,19 +249,5 @@ fn host_entry(text: &str) -> Result<HostEntry, String> {
     if let Ok(net) = text.parse::<ipnet::IpNet>() {
         return Ok(HostEntry::Net(net.trunc()));
     }
-    let name = text.trim_end_matches('.');
-    let valid = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if valid {
-        Ok(HostEntry::Name(name.to_ascii_lowercase()))
-    } else {
-        Err("must be an IP address, a CIDR block or a hostname".to_string())
-    }
+    Ok(HostEntry::Name)
 }
