@@ -6,6 +6,8 @@
 #   oneshot  `mxc run` of a trivial config vs bwrap with the equivalent flags
 #   network  added start latency of 50 rules vs none; TCP connect latency and throughput to a
 #            test host through the enforced namespace vs the same namespace without rules
+#   egress   egress by name vs direct (CIDR-allowed) to the same test host: connect latency,
+#            keep-alive requests/s, bulk throughput; start time added by 100 host patterns
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,6 +22,9 @@ cleanup() {
   done
   ip netns del mxc-bench-host >/dev/null 2>&1 || true
   ip link del mxc-bench0 >/dev/null 2>&1 || true
+  [ -n "${egress_pids:-}" ] && kill $egress_pids >/dev/null 2>&1 || true
+  ip netns del mxc-bench-egress >/dev/null 2>&1 || true
+  ip link del mxc-bench1 >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -143,10 +148,101 @@ PY
   kill "$server" 2>/dev/null || true
 }
 
+bench_egress() {
+  # The egress test world's servers and a DNS server of its own: 198.18.251.0/24.
+  ip netns add mxc-bench-egress
+  ip link add mxc-bench1 type veth peer name eth0 netns mxc-bench-egress
+  ip addr add 198.18.251.1/24 dev mxc-bench1 && ip link set mxc-bench1 up
+  ip -n mxc-bench-egress addr add 198.18.251.2/24 dev eth0
+  ip -n mxc-bench-egress link set eth0 up && ip -n mxc-bench-egress link set lo up
+  ip -n mxc-bench-egress route add default via 198.18.251.1
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+    -subj /CN=bench.test -keyout "$work/key.pem" -out "$work/cert.pem" >/dev/null 2>&1
+  ip netns exec mxc-bench-egress dnsmasq --no-daemon --no-resolv --no-hosts --local=/test/ \
+    --address=/bench.test/198.18.251.2 --listen-address=198.18.251.2 --bind-interfaces \
+    --user=root --pid-file="$work/dnsmasq.pid" >/dev/null 2>&1 &
+  egress_pids="$!"
+  ip netns exec mxc-bench-egress python3 conformance/src/egress_world.py --http 8080 \
+    --https 8443 --banner 2222 --udp 4433 --udp-log "$work/udp.log" --cert "$work/cert.pem" \
+    --key "$work/key.pem" --limit 600 >/dev/null 2>&1 &
+  egress_pids="$egress_pids $!"
+  sleep 1
+
+  # The client inside the sandbox: connect latency (ms, mean of 200), keep-alive requests/s
+  # (2 s on one connection), bulk throughput (MB/s, one 256 MiB download).
+  cat > "$work/client.py" <<'PY'
+import http.client, socket, sys, time
+host = sys.argv[1]
+t = time.perf_counter()
+for _ in range(200):
+    socket.create_connection((host, 8080)).close()
+connect = (time.perf_counter() - t) / 200 * 1000
+c = http.client.HTTPConnection(host, 8080)
+n, t = 0, time.perf_counter()
+while time.perf_counter() - t < 2:
+    c.request("GET", "/"); c.getresponse().read(); n += 1
+rps = n / (time.perf_counter() - t)
+c.request("GET", "/bytes/268435456"); r = c.getresponse()
+t, got = time.perf_counter(), 0
+while True:
+    b = r.read(1 << 20)
+    if not b: break
+    got += len(b)
+mbs = got / (time.perf_counter() - t) / 1e6
+print("%.3f %.0f %.1f" % (connect, rps, mbs))
+PY
+  chmod 0755 "$work"; chmod 0644 "$work/client.py"
+  local client="/usr/bin/python3 $work/client.py"
+  cat > "$work/direct.json" <<JSON
+{"version": "0.8.0-alpha", "process": {"commandLine": "$client 198.18.251.2"},
+ "filesystem": {"readonlyPaths": ["$work/client.py"]},
+ "network": {"egress": {"default": "deny", "allow": [{"to": [{"cidr": "198.18.251.2/32"}], "ports": [{"protocol": "tcp", "port": 8080}]}]}}}
+JSON
+  cat > "$work/byname.json" <<JSON
+{"version": "0.8.0-alpha", "process": {"commandLine": "$client bench.test"},
+ "filesystem": {"readonlyPaths": ["$work/client.py"]}}
+JSON
+  local host direct byname
+  host=$(python3 "$work/client.py" 198.18.251.2)
+  direct=$(mxc run "$work/direct.json")
+  byname=$(mxc run --resolver 198.18.251.2 --allow-host bench.test "$work/byname.json")
+  echo "egress: to one test host (connect latency ms, keep-alive requests/s, bulk MB/s)"
+  echo "  host namespace, no sandbox:          $host"
+  echo "  direct, CIDR-allowed (slirp4netns):  $direct"
+  echo "  by name, through the egress proxy:   $byname"
+  python3 - "$direct" "$byname" "$host" <<'PY'
+import sys
+d, p, h = (list(map(float, a.split())) for a in sys.argv[1:4])
+print("  ratio proxy/direct: connect latency %.2f (added %.3f ms), requests/s %.2f, throughput %.2f"
+      % (p[0] / d[0], p[0] - d[0], p[1] / d[1], p[2] / d[2]))
+print("  ratio proxy/host namespace: connect latency %.2f (added %.3f ms), requests/s %.2f, throughput %.2f"
+      % (p[0] / h[0], p[0] - h[0], p[1] / h[1], p[2] / h[2]))
+PY
+
+  # Start time: a trivial config isolated, and the same with 100 host patterns.
+  cat > "$work/none.json" <<JSON
+{"version": "0.8.0-alpha", "process": {"commandLine": "true"}}
+JSON
+  local patterns="" i
+  for i in $(seq 1 50); do patterns="$patterns --allow-host h$i.bench.test --allow-host *.d$i.bench.test"; done
+  hyperfine -N --warmup 3 --runs "$runs" --style none --export-json "$work/egressstart.json" \
+    "mxc run $work/none.json" "mxc run --allow-host bench.test $work/none.json" \
+    "mxc run $patterns $work/none.json" >/dev/null
+  local none one hundred
+  none=$(median "$work/egressstart.json" 0); one=$(median "$work/egressstart.json" 1); hundred=$(median "$work/egressstart.json" 2)
+  echo "egress: start latency ($runs runs)"
+  printf '  isolated                 %8s ms
+  1 host pattern           %8s ms
+  100 host patterns        %8s ms
+' "$none" "$one" "$hundred"
+  echo "  added by egress by name: $(python3 -c "print('%.2f' % ($one - $none))") ms; by 100 patterns vs 1: $(python3 -c "print('%.2f' % ($hundred - $one))") ms"
+}
+
 case "$what" in
   runtime) bench_runtime ;;
   oneshot) bench_oneshot ;;
   network) bench_network ;;
-  all) bench_runtime; bench_oneshot; bench_network ;;
-  *) echo "usage: $0 [runtime|oneshot|network|all]" >&2; exit 2 ;;
+  egress) bench_egress ;;
+  all) bench_runtime; bench_oneshot; bench_network; bench_egress ;;
+  *) echo "usage: $0 [runtime|oneshot|network|egress|all]" >&2; exit 2 ;;
 esac
