@@ -10,6 +10,7 @@ pub mod egress;
 pub mod error;
 pub mod executor;
 pub mod features;
+pub mod helper;
 pub mod network;
 pub mod oneshot;
 pub mod policy;

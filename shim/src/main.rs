@@ -46,18 +46,11 @@ mod zygote;
 /// The runtime name containerd knows this shim by.
 pub const RUNTIME_NAME: &str = "io.containerd.mxc.v1";
 
-/// Helpers that the engine starts by running its own binary again (`/proc/self/exe`), which
-/// inside a shim is this one: they take the engine's command line.
-const ENGINE_HELPERS: &[&str] = &["audit-listen"];
-
 fn main() {
     footprint::single_arena();
+    // The engine's helper processes run this binary again (`/proc/self/exe`).
+    mxc_runtime::helper::run_if_requested();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if let Some(helper) = args.get(1).and_then(|a| a.to_str()) {
-        if ENGINE_HELPERS.contains(&helper) {
-            std::process::exit(engine_helper(&args[1..]));
-        }
-    }
     let flags = match containerd_shim::parse(&args[1..]) {
         Ok(flags) => flags,
         Err(err) => {
@@ -83,23 +76,5 @@ fn main() {
     if let Err(err) = result {
         eprintln!("{RUNTIME_NAME}: {err}");
         std::process::exit(1);
-    }
-}
-
-/// Runs one of the engine's helper subcommands as `mxc-runtime` would.
-fn engine_helper(args: &[std::ffi::OsString]) -> i32 {
-    let argv = std::iter::once(std::ffi::OsString::from("mxc-runtime")).chain(args.iter().cloned());
-    match <mxc_runtime::cli::Cli as clap::Parser>::try_parse_from(argv) {
-        Ok(cli) => match mxc_runtime::cli::run(cli) {
-            Ok(code) => code,
-            Err(err) => {
-                eprintln!("{RUNTIME_NAME}: {err}");
-                1
-            }
-        },
-        Err(err) => {
-            eprintln!("{RUNTIME_NAME}: {err}");
-            2
-        }
     }
 }

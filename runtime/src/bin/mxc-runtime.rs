@@ -5,6 +5,7 @@ use mxc_runtime::cli::{self, logging::Logging, Cli};
 use mxc_runtime::error::error_chain;
 
 fn main() {
+    mxc_runtime::helper::run_if_requested();
     // A container must not be able to overwrite this binary through /proc/self/exe
     // (CVE-2019-5736): run from a read-only view of it, as runc does since 1.2 (nothing is
     // copied), or, where the kernel cannot make one, from a sealed in-memory copy.

@@ -108,6 +108,7 @@ struct ExplainArgs {
 }
 
 fn main() -> ExitCode {
+    mxc_runtime::helper::run_if_requested();
     // No sealed re-execution (CVE-2019-5736) here, unlike mxc-runtime: `mxc` never joins a
     // sandbox's namespaces (there is no exec), so no sandbox process can ever see this process
     // in /proc, and the workload is never host root anyway.

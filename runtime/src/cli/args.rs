@@ -92,23 +92,6 @@ pub enum Command {
     Features(liboci_cli::Features),
     /// Write a default config.json
     Spec(liboci_cli::Spec),
-    /// Internal: record a container's denied connections until its init exits
-    #[command(hide = true)]
-    AuditListen(AuditListen),
-}
-
-#[derive(Args, Debug)]
-pub struct AuditListen {
-    #[arg(long)]
-    pub pid: i32,
-    #[arg(long)]
-    pub id: String,
-    #[arg(long)]
-    pub sha256: String,
-    #[arg(long)]
-    pub log: PathBuf,
-    #[arg(long)]
-    pub group: u16,
 }
 
 #[derive(Args, Debug)]

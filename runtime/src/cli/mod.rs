@@ -105,18 +105,6 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Spec(s) => spec(s),
-        Command::AuditListen(a) => {
-            let context = crate::network::AuditContext {
-                container_id: a.id,
-                policy_sha256: a.sha256,
-                group: a.group,
-                log: crate::network::AuditLog::open(&a.log)
-                    .map_err(|e| CliError::Engine(EngineError::InvalidArgument(e.to_string())))?,
-            };
-            crate::network::run_detached_listener(a.pid, context)
-                .map_err(|e| CliError::Engine(EngineError::InvalidArgument(e.to_string())))?;
-            Ok(0)
-        }
     }
 }
 

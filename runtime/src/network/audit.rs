@@ -330,26 +330,24 @@ fn packet(family: u8, payload: &[u8]) -> Option<(&'static str, IpAddr, Option<u1
     })
 }
 
-/// Starts `<this binary> audit-listen` detached: it binds the listener in the container's
-/// namespace, says so on stdout, and records denials until the container's init exits.
+/// Starts the denial listener as a detached helper process: it binds the listener in the
+/// container's namespace, says so on stdout, and records denials until the container's init
+/// exits.
 pub fn spawn_detached_listener(
     pid: i32,
     target: &super::AuditTarget,
 ) -> Result<crate::process::InitProcess, NetworkError> {
     use std::io::BufRead;
     use std::os::unix::process::CommandExt;
-    let mut command = std::process::Command::new("/proc/self/exe");
+    let mut command = crate::helper::Helper::AuditListen {
+        pid,
+        container_id: target.container_id.clone(),
+        policy_sha256: target.policy_sha256.clone(),
+        log: target.log.clone(),
+        group: target.group,
+    }
+    .command();
     command
-        .args([
-            "audit-listen",
-            "--pid",
-            &pid.to_string(),
-            "--id",
-            &target.container_id,
-        ])
-        .args(["--group", &target.group.to_string()])
-        .args(["--sha256", &target.policy_sha256, "--log"])
-        .arg(&target.log)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -385,7 +383,7 @@ pub fn spawn_detached_listener(
     }
 }
 
-/// The body of `audit-listen`: listen until the init process `pid` exits.
+/// The body of the denial listener's helper process: listen until the init process `pid` exits.
 pub fn run_detached_listener(pid: i32, context: AuditContext) -> Result<(), NetworkError> {
     // SAFETY: pidfd_open on a pid we were given; ownership passes to OwnedFd.
     let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
