@@ -13,7 +13,7 @@ packages=(
   # test images without a registry (build-essential below builds their static ICMP probe)
   busybox-static umoci skopeo
   # network namespaces and rules
-  iproute2 nftables iptables passt slirp4netns util-linux
+  iproute2 nftables iptables passt slirp4netns uidmap util-linux
   # the egress test world: its own authoritative DNS server (no service), TLS certificates,
   # clients inside the sandbox
   dnsmasq-base openssl curl python3
@@ -55,6 +55,22 @@ if [[ -d /sys/fs/cgroup/unified ]] && mountpoint -q /sys/fs/cgroup/unified &&
   grep -qw hugetlb /sys/fs/cgroup/unified/cgroup.controllers 2>/dev/null; then
   mkdir -p /sys/fs/cgroup/hugetlb
   mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb
+fi
+
+# The newer engines the suites also run against (containerd 1.7 and 2.x, Docker 28), from
+# Debian's newer releases, unpacked under the build tree.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+"$root/conformance/engines.sh" "${MXC_ENGINES_DIR:-$target_dir/engines}"
+
+# The Kubernetes schemas the manifests in deploy/kubernetes are checked against
+# (conformance/k8s/validate.py), from PyPI, in a virtual environment under the build tree.
+k8s_venv="${MXC_K8S_VENV:-$target_dir/k8s-venv}"
+k8s_validate_version=1.37.0
+if ! "$k8s_venv/bin/python" -c "import kubernetes_validate, sys; sys.exit(kubernetes_validate.__version__ != '$k8s_validate_version')" 2>/dev/null; then
+  echo "setup: installing kubernetes-validate $k8s_validate_version in $k8s_venv"
+  python3 -m venv "$k8s_venv"
+  "$k8s_venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$k8s_validate_version"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -7,6 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+export MXC_ENGINES_DIR="${MXC_ENGINES_DIR:-$target_dir/engines}"
+export MXC_K8S_VENV="${MXC_K8S_VENV:-$target_dir/k8s-venv}"
 ./conformance/setup.sh
 
 # The end-to-end tests run the binaries built here (MXC_BIN_DIR); the tests themselves are
@@ -14,7 +17,6 @@ cd "$root"
 echo "test: building the workspace's binaries (release)"
 cargo build --release --workspace --bins --quiet
 
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
 export MXC_BIN_DIR="$target_dir/release"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Fetches the newer engines the suites also run against, from Debian's newer releases, without
+# touching the host's apt: containerd 1.7 (trixie), containerd 2.x and dockerd 28 (sid). A
+# private apt configuration (its own sources list, lists and cache under DIR/apt) downloads
+# the packages, and `dpkg-deb -x` unpacks each into a prefix of its own:
+#
+#   DIR/containerd-1.7/usr/bin/{containerd,ctr,containerd-shim-runc-v2}
+#   DIR/containerd-2/usr/bin/{containerd,ctr,containerd-shim-runc-v2}
+#   DIR/docker-28/usr/{sbin/dockerd,bin/docker}
+#
+# They need glibc >= 2.34 only and run from there. The mirror is the one the host's apt uses.
+# Idempotent: a prefix that is complete is kept.
+#
+#   engines.sh DIR
+set -euo pipefail
+
+dir=${1:?usage: engines.sh DIR}
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+
+# prefix  package/release ...  (a prefix is complete when its stamp names the same packages)
+specs=(
+  "containerd-1.7 containerd/trixie"
+  "containerd-2 containerd/sid"
+  "docker-28 docker.io/sid docker-cli/sid"
+)
+
+complete() {
+  [ -f "$dir/$1/.packages" ] && [ "$(cat "$dir/$1/.packages")" = "$2" ]
+}
+
+todo=()
+for spec in "${specs[@]}"; do
+  read -r prefix packages <<<"$spec"
+  complete "$prefix" "$packages" || todo+=("$spec")
+done
+if [ ${#todo[@]} -eq 0 ]; then
+  exit 0
+fi
+
+# The Debian mirror the host's apt already uses (deb822 or one-line sources).
+mirror=$(
+  {
+    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -nE 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
+    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      sed -nE 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/p'
+  } | grep -E '/debian/?$' | head -n1 || true
+)
+if [ -z "$mirror" ]; then
+  echo "engines: no Debian mirror in the host's apt sources" >&2
+  exit 1
+fi
+
+apt_dir="$dir/apt"
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+{
+  echo "deb [signed-by=$keyring] $mirror trixie main"
+  echo "deb [signed-by=$keyring] $mirror sid main"
+} >"$apt_dir/sources.list"
+apt_opts=(
+  -o "Dir::Etc::sourcelist=$apt_dir/sources.list"
+  -o "Dir::Etc::sourceparts=-"
+  -o "Dir::State::Lists=$apt_dir/lists"
+  -o "Dir::Cache=$apt_dir/cache"
+  -o "Dir::State::status=/dev/null"
+  -o "Acquire::Languages=none"
+  -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
+  -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
+  -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
+  -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
+  -o "APT::Get::List-Cleanup=0"
+  -o "APT::Sandbox::User=root"
+)
+echo "engines: fetching package lists of Debian trixie and sid"
+apt-get "${apt_opts[@]}" -qq update >/dev/null
+
+for spec in "${todo[@]}"; do
+  read -r prefix packages <<<"$spec"
+  rm -rf "${dir:?}/$prefix" "$apt_dir/debs"/*
+  mkdir -p "$dir/$prefix"
+  for package in $packages; do
+    echo "engines: $prefix: downloading $package"
+    (cd "$apt_dir/debs" && apt-get "${apt_opts[@]}" -qq download "$package" >/dev/null)
+  done
+  for deb in "$apt_dir/debs"/*.deb; do
+    dpkg-deb -x "$deb" "$dir/$prefix"
+  done
+  echo "$packages" >"$dir/$prefix/.packages"
+done
+rm -rf "$apt_dir/debs"
