@@ -9,44 +9,48 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use containerd_shim_protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
+    TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim_protos::types::mount::Mount;
 use mxc_runtime::policy::NodeContext;
-use mxc_runtime::process::PidFd;
 use mxc_runtime::{Engine, EngineError, Signal};
 
+use crate::error::{failed, TaskError};
+use crate::events::{timestamp, Publisher};
 use crate::io::{self, Prepared, StdioPaths};
+use crate::logger::{start_logger, stop_logger, EXIT_WAIT};
 use crate::mount::MountSpec;
-use crate::process::{timestamp, Phase, Process};
-use crate::reaper::Exit;
-use crate::task::ShimContext;
-use crate::zygote::{Call, Op, Passed, Reply};
+use crate::oom::OomMonitor;
+use crate::processes::{Phase, Process};
+use crate::reaper::{Exit, Reaper};
+use crate::zygote::{Call, Op, Passed, Reply, Zygote};
 
-/// The annotation on the effective spec that carries the policy's `process.timeout`.
-const TIMEOUT_ANNOTATION: &str = "io.mxc.timeout-ms";
-/// How long delete waits for a killed init to be reaped, and for a logger to finish.
-const EXIT_WAIT: Duration = Duration::from_secs(10);
+/// What every container of the shim shares.
+pub struct ShimContext {
+    pub namespace: String,
+    pub zygote: Zygote,
+    pub reaper: Arc<Reaper>,
+    pub publisher: Publisher,
+    pub oom: OnceLock<Option<Arc<OomMonitor>>>,
+}
 
-#[derive(Debug, thiserror::Error)]
-pub enum TaskError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    Unimplemented(String),
-    #[error("{0}")]
-    Failed(String),
+impl ShimContext {
+    /// The OOM monitor, started on first use.
+    pub fn oom_monitor(&self) -> Option<Arc<OomMonitor>> {
+        self.oom
+            .get_or_init(|| match OomMonitor::start() {
+                Ok(monitor) => Some(monitor),
+                Err(err) => {
+                    tracing::warn!(error = %err, "no OOM notifications: cannot start the monitor");
+                    None
+                }
+            })
+            .clone()
+    }
 }
 
 /// What Create needs, decoded from the request.
@@ -63,7 +67,7 @@ pub struct Container {
     pub bundle: PathBuf,
     root: PathBuf,
     config_path: Option<PathBuf>,
-    engine: Engine,
+    pub(crate) engine: Engine,
     /// Whether the container has no pid namespace of its own: then its other processes
     /// outlive the init and are killed when it exits, as containerd's runc shim does.
     shares_pid_namespace: bool,
@@ -71,7 +75,7 @@ pub struct Container {
     timeout: Option<Duration>,
     context: Weak<ShimContext>,
     inner: Mutex<Inner>,
-    changed: Condvar,
+    pub(crate) changed: Condvar,
 }
 
 pub struct Inner {
@@ -79,7 +83,7 @@ pub struct Inner {
     pub execs: HashMap<String, Process>,
     pub paused: bool,
     oom_token: Option<u64>,
-    deleted: bool,
+    pub(crate) deleted: bool,
 }
 
 impl Inner {
@@ -92,26 +96,13 @@ impl Inner {
             .ok_or_else(|| TaskError::NotFound(format!("exec process {exec_id} does not exist")))
     }
 
-    fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process, TaskError> {
+    pub(crate) fn process_mut(&mut self, exec_id: &str) -> Result<&mut Process, TaskError> {
         if exec_id.is_empty() {
             return Ok(&mut self.init);
         }
         self.execs
             .get_mut(exec_id)
             .ok_or_else(|| TaskError::NotFound(format!("exec process {exec_id} does not exist")))
-    }
-}
-
-fn failed(err: impl std::fmt::Display) -> TaskError {
-    TaskError::Failed(err.to_string())
-}
-
-/// Engine errors in containerd's terms: a container or process that is gone is "not found".
-fn engine_error(err: EngineError) -> TaskError {
-    match err {
-        EngineError::NotFound { .. } => TaskError::NotFound(err.to_string()),
-        EngineError::WrongStatus { .. } => TaskError::FailedPrecondition(err.to_string()),
-        other => TaskError::Failed(other.to_string()),
     }
 }
 
@@ -133,7 +124,12 @@ impl Container {
             logger,
         } = io::prepare(&spec.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
         let logger = match logger {
-            Some(launch) => Some(start_logger(context, &spec.id, launch)?),
+            Some(launch) => Some(start_logger(
+                &context.zygote,
+                &context.namespace,
+                &spec.id,
+                launch,
+            )?),
             None => None,
         };
         let since = context.reaper.mark();
@@ -186,13 +182,7 @@ impl Container {
             config_path: spec.config_path.clone(),
             ..NodeContext::default()
         });
-        let timeout = engine.state(&spec.id).ok().and_then(|state| {
-            state
-                .annotations
-                .get(TIMEOUT_ANNOTATION)
-                .and_then(|ms| ms.parse::<u64>().ok())
-                .map(Duration::from_millis)
-        });
+        let timeout = crate::timeout::policy_timeout(&engine, &spec.id);
         let mut init = Process::init(pid, spec.stdio.clone(), io);
         init.logger = logger;
         let container = Arc::new(Container {
@@ -266,7 +256,7 @@ impl Container {
 
     /// Registers for the exit of `pid` (the init when `exec_id` is empty); returns the exit
     /// if it already happened.
-    fn watch(
+    pub(crate) fn watch(
         self: &Arc<Self>,
         context: &ShimContext,
         exec_id: String,
@@ -283,7 +273,7 @@ impl Container {
     }
 
     /// Records an exit, publishes it and wakes the waiters. Called with the lock held.
-    fn exited(&self, inner: &mut Inner, exec_id: &str, exit: Exit) {
+    pub(crate) fn exited(&self, inner: &mut Inner, exec_id: &str, exit: Exit) {
         let Ok(process) = inner.process_mut(exec_id) else {
             return;
         };
@@ -372,106 +362,6 @@ impl Container {
         Ok(pid)
     }
 
-    fn start_exec(
-        self: &Arc<Self>,
-        context: &Arc<ShimContext>,
-        exec_id: &str,
-    ) -> Result<i32, TaskError> {
-        let mut inner = self.lock();
-        if inner.init.phase != Phase::Running {
-            return Err(TaskError::FailedPrecondition(format!(
-                "container {} is not running",
-                self.id
-            )));
-        }
-        let process = inner.process_mut(exec_id)?;
-        if process.phase != Phase::Created {
-            return Err(TaskError::FailedPrecondition(format!(
-                "exec process {exec_id} was already started"
-            )));
-        }
-        let spec = process.spec.take().unwrap_or_default();
-        let Prepared {
-            mut io,
-            fds,
-            logger,
-        } = io::prepare(&process.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-        let logger = match logger {
-            Some(launch) => Some(start_logger(context, &self.id, launch)?),
-            None => None,
-        };
-        let since = context.reaper.mark();
-        let op = Op::Exec {
-            process: spec,
-            console_socket: io.console_socket(),
-        };
-        let reply = context.zygote.call(self.call(op), fds);
-        let pid = match reply {
-            Ok(Reply::Pid(pid)) => pid,
-            other => {
-                io.stop();
-                if let Some(logger) = &logger {
-                    stop_logger(logger);
-                }
-                return Err(match other {
-                    Ok(Reply::Failed(message)) => TaskError::Failed(message),
-                    Ok(reply) => failed(format!("unexpected answer {reply:?}")),
-                    Err(err) => failed(err),
-                });
-            }
-        };
-        if let Err(err) = io.attach_console() {
-            tracing::warn!(exec_id, error = %err, "the exec process's terminal did not arrive");
-        }
-        let process = inner.process_mut(exec_id)?;
-        process.io = io;
-        process.logger = logger;
-        process.started(pid);
-        context.publisher.publish(TaskExecStarted {
-            container_id: self.id.clone(),
-            exec_id: exec_id.to_string(),
-            pid: pid as u32,
-            ..Default::default()
-        });
-        if let Some(exit) = self.watch(context, exec_id.to_string(), pid, since) {
-            self.exited(&mut inner, exec_id, exit);
-        }
-        tracing::info!(exec_id, pid, "exec process started");
-        Ok(pid)
-    }
-
-    /// Exec: registers a process to run on Start.
-    pub fn add_exec(
-        &self,
-        exec_id: &str,
-        stdio: StdioPaths,
-        spec: serde_json::Value,
-    ) -> Result<(), TaskError> {
-        let context = self.context()?;
-        let mut inner = self.lock();
-        if inner.init.phase != Phase::Running {
-            return Err(TaskError::FailedPrecondition(format!(
-                "container {} is not running",
-                self.id
-            )));
-        }
-        if inner.execs.contains_key(exec_id) {
-            return Err(TaskError::AlreadyExists(format!(
-                "exec process {exec_id} already exists"
-            )));
-        }
-        inner.execs.insert(
-            exec_id.to_string(),
-            Process::exec(exec_id.to_string(), stdio, spec),
-        );
-        context.publisher.publish(TaskExecAdded {
-            container_id: self.id.clone(),
-            exec_id: exec_id.to_string(),
-            ..Default::default()
-        });
-        Ok(())
-    }
-
     /// Kill: a signal to the init (to every process of the container with `all`) or to an
     /// exec process.
     pub fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<(), TaskError> {
@@ -504,27 +394,8 @@ impl Container {
             Err(EngineError::WrongStatus { .. }) => {
                 Err(TaskError::NotFound("process already finished".into()))
             }
-            Err(err) => Err(engine_error(err)),
+            Err(err) => Err(err.into()),
         }
-    }
-
-    /// Delete of an exec process: forgets it once it has exited (or never started).
-    pub fn delete_exec(&self, exec_id: &str) -> Result<(i32, Option<Exit>), TaskError> {
-        let mut inner = self.lock();
-        let process = inner.process(exec_id)?;
-        if process.phase == Phase::Running {
-            return Err(TaskError::FailedPrecondition(format!(
-                "cannot delete exec process {exec_id}: it is running"
-            )));
-        }
-        let mut process = inner.execs.remove(exec_id).expect("checked above");
-        process.io.stop();
-        let logger = process.logger.take();
-        drop(inner);
-        if let Some(logger) = logger {
-            stop_logger(&logger);
-        }
-        Ok((process.pid, process.exit()))
     }
 
     /// Delete of the container: removes everything (processes, cgroups, state, the root
@@ -621,7 +492,7 @@ impl Container {
     pub fn pause(&self) -> Result<(), TaskError> {
         let context = self.context()?;
         let mut inner = self.lock();
-        self.engine.pause(&self.id).map_err(engine_error)?;
+        self.engine.pause(&self.id).map_err(TaskError::from)?;
         inner.paused = true;
         context.publisher.publish(TaskPaused {
             container_id: self.id.clone(),
@@ -633,7 +504,7 @@ impl Container {
     pub fn resume(&self) -> Result<(), TaskError> {
         let context = self.context()?;
         let mut inner = self.lock();
-        self.engine.resume(&self.id).map_err(engine_error)?;
+        self.engine.resume(&self.id).map_err(TaskError::from)?;
         inner.paused = false;
         context.publisher.publish(TaskResumed {
             container_id: self.id.clone(),
@@ -643,7 +514,7 @@ impl Container {
     }
 
     pub fn pids(&self) -> Result<Vec<(i32, Option<String>)>, TaskError> {
-        let pids = self.engine.pids(&self.id).map_err(engine_error)?;
+        let pids = self.engine.pids(&self.id).map_err(TaskError::from)?;
         let inner = self.lock();
         Ok(pids
             .into_iter()
@@ -659,7 +530,7 @@ impl Container {
     }
 
     pub fn stats(&self) -> Result<mxc_runtime::stats::RuncStats, TaskError> {
-        self.engine.stats(&self.id).map_err(engine_error)
+        self.engine.stats(&self.id).map_err(TaskError::from)
     }
 
     /// Update: new resource limits, given as the JSON of an OCI `LinuxResources`.
@@ -668,20 +539,20 @@ impl Container {
             .map_err(|e| TaskError::InvalidArgument(format!("resources: {e}")))?;
         self.engine
             .update(&self.id, &resources)
-            .map_err(engine_error)
+            .map_err(TaskError::from)
     }
 
     pub fn init_pid(&self) -> i32 {
         self.lock().init.pid
     }
 
-    fn context(&self) -> Result<Arc<ShimContext>, TaskError> {
+    pub(crate) fn context(&self) -> Result<Arc<ShimContext>, TaskError> {
         self.context
             .upgrade()
             .ok_or_else(|| TaskError::Failed("the shim is shutting down".into()))
     }
 
-    fn call(&self, op: Op) -> Call {
+    pub(crate) fn call(&self, op: Op) -> Call {
         Call {
             root: self.root.clone(),
             config_path: self.config_path.clone(),
@@ -708,101 +579,6 @@ impl Container {
                 tracing::warn!(error = %err, "cannot watch the container for OOM kills");
                 None
             }
-        }
-    }
-
-    /// `process.timeout`: once `limit` has passed since start, every process of the
-    /// container is killed (the init's exit status is then 137).
-    fn enforce_timeout(self: &Arc<Self>, limit: Duration) {
-        let container = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("timeout".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let Some(container) = container.upgrade() else {
-                    return;
-                };
-                let inner = container.lock();
-                let (inner, result) = container
-                    .changed
-                    .wait_timeout_while(inner, limit, |inner| {
-                        !inner.init.is_stopped() && !inner.deleted
-                    })
-                    .unwrap_or_else(|e| e.into_inner());
-                let expired = result.timed_out() && !inner.init.is_stopped() && !inner.deleted;
-                drop(inner);
-                if expired {
-                    let span = tracing::info_span!("timeout", id = %container.id);
-                    let _entered = span.enter();
-                    tracing::warn!(
-                        timeout_ms = limit.as_millis() as u64,
-                        "process.timeout expired: killing every process of the container"
-                    );
-                    if let Err(err) = container.engine.kill(&container.id, Signal::KILL, true) {
-                        tracing::error!(error = %err, "killing the container after its timeout");
-                    }
-                }
-            });
-        if let Err(err) = spawned {
-            tracing::error!(error = %err, "cannot enforce process.timeout: no thread");
-        }
-    }
-}
-
-/// Starts a `binary://` logger through the zygote and waits until it says it is ready.
-fn start_logger(
-    context: &ShimContext,
-    id: &str,
-    launch: io::LoggerLaunch,
-) -> Result<PidFd, TaskError> {
-    let call = Call {
-        root: PathBuf::new(),
-        config_path: None,
-        id: id.to_string(),
-        op: Op::SpawnLogger {
-            path: launch.path.clone(),
-            args: launch.args.clone(),
-            env: vec![
-                ("CONTAINER_ID".into(), id.to_string()),
-                ("CONTAINER_NAMESPACE".into(), context.namespace.clone()),
-            ],
-        },
-        fds: Vec::new(),
-    };
-    let pid = match context.zygote.call(call, launch.fds) {
-        Ok(Reply::Pid(pid)) => pid,
-        Ok(Reply::Failed(message)) => return Err(TaskError::InvalidArgument(message)),
-        Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
-        Err(err) => return Err(failed(err)),
-    };
-    let pidfd = PidFd::open(pid).map_err(failed)?;
-    // The logger closes (or writes to) its fd 5 once it is ready.
-    let mut pfd = libc::pollfd {
-        fd: std::os::fd::AsRawFd::as_raw_fd(&launch.ready),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    let ready = unsafe { libc::poll(&mut pfd, 1, EXIT_WAIT.as_millis() as i32) };
-    if ready <= 0 {
-        let _ = pidfd.send_signal(libc::SIGKILL);
-        return Err(TaskError::Failed(format!(
-            "the logging binary {} did not get ready",
-            launch.path.display()
-        )));
-    }
-    Ok(pidfd)
-}
-
-/// Lets a logger finish the output it has (its pipes are closed once the process is gone),
-/// then stops it as containerd does: SIGTERM, and SIGKILL if it lingers.
-fn stop_logger(logger: &PidFd) {
-    for signal in [0, libc::SIGTERM, libc::SIGKILL] {
-        if signal != 0 {
-            let _ = logger.send_signal(signal);
-        }
-        if logger.wait_exit(Some(EXIT_WAIT)).unwrap_or(true) {
-            return;
         }
     }
 }

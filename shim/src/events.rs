@@ -7,13 +7,14 @@
 //! shim, for names that never change.
 
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
     TaskResumed, TaskStart,
 };
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::shim::event::Envelope;
 use containerd_shim_protos::shim::events::ForwardRequest;
@@ -109,6 +110,15 @@ pub fn pack(type_url: &str, value: Vec<u8>) -> Any {
     any
 }
 
+/// A protobuf timestamp of `at`.
+pub fn timestamp(at: SystemTime) -> Timestamp {
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let mut ts = Timestamp::new();
+    ts.seconds = since.as_secs() as i64;
+    ts.nanos = since.subsec_nanos() as i32;
+    ts
+}
+
 fn connect(address: &str) -> Result<EventsClient, String> {
     let path = address.strip_prefix("unix://").unwrap_or(address);
     Client::connect(&format!("unix://{path}"))
@@ -135,7 +145,7 @@ fn forward(address: &str, namespace: &str, events: Receiver<Queued>) {
             }
         };
         let mut envelope = Envelope::new();
-        envelope.timestamp = Some(crate::process::timestamp(next.at)).into();
+        envelope.timestamp = Some(timestamp(next.at)).into();
         envelope.namespace = namespace.to_string();
         envelope.topic = next.topic.to_string();
         envelope.event = Some(next.event).into();

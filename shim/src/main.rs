@@ -11,9 +11,13 @@
 //! | file | what lands there |
 //! |---|---|
 //! | `service.rs` | the `start` and `delete` subcommands, the daemon's set-up and shutdown |
-//! | `task.rs` | the task API: one method per request, protobuf in and out, events |
-//! | `container.rs` | one container: its init and exec processes and their state machine |
-//! | `process.rs` | one process: status, exit, stdio, terminal |
+//! | `task.rs` | the task API: one method per request, protobuf in and out |
+//! | `error.rs` | the task API's errors and their gRPC codes |
+//! | `container.rs` | one container: create, start, kill, pause, delete of its init, events |
+//! | `exec.rs` | exec processes: added, started and deleted in a running container |
+//! | `processes.rs` | one process (init or exec): status, exit, stdio, terminal |
+//! | `timeout.rs` | the policy's `process.timeout` |
+//! | `logger.rs` | `binary://` logging programs |
 //! | `zygote.rs` | the single-threaded helper that creates, starts, execs and deletes containers |
 //! | `reaper.rs` | the subreaper: every child's exit, routed to whoever waits for it |
 //! | `io.rs` | stdio: containerd's FIFOs, `file://` and `binary://` log URIs |
@@ -25,22 +29,25 @@
 //! | `oom.rs` | OOM notifications from the memory cgroup |
 //! | `logging.rs` | `tracing` to containerd's log pipe |
 //! | `footprint.rs` | what an idle shim keeps resident |
-//! | `seal.rs` | running from a read-only view of the binary (CVE-2019-5736) |
 
 mod console;
 mod container;
+mod error;
 mod events;
+mod exec;
 mod footprint;
 mod io;
+mod logger;
 mod logging;
 mod mount;
 mod oom;
 mod options;
-mod process;
+mod processes;
 mod reaper;
 mod service;
 mod stats;
 mod task;
+mod timeout;
 mod zygote;
 
 /// The runtime name containerd knows this shim by.

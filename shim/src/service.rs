@@ -25,9 +25,10 @@ use containerd_shim_protos::protobuf::Message;
 use containerd_shim_protos::ttrpc::Server;
 use mxc_runtime::{Engine, EngineError};
 
+use crate::container::ShimContext;
 use crate::events::Publisher;
 use crate::reaper::{self, Reaper};
-use crate::task::{ExitSignal, ShimContext, TaskService};
+use crate::task::{ExitSignal, TaskService};
 use crate::zygote::Zygote;
 
 /// Annotations that put containers in one shim: the CRI's pod sandbox id.
@@ -338,7 +339,7 @@ pub fn delete(flags: &Flags) -> Result<(), ServiceError> {
     let mut response = DeleteResponse::new();
     response.pid = pid.max(0) as u32;
     response.exit_status = 128 + libc::SIGKILL as u32;
-    response.exited_at = Some(crate::process::timestamp(std::time::SystemTime::now())).into();
+    response.exited_at = Some(crate::events::timestamp(std::time::SystemTime::now())).into();
     let bytes = response
         .write_to_bytes()
         .map_err(|e| ServiceError::Failed(e.to_string()))?;

@@ -1,10 +1,10 @@
 //! containerd's task API (v2), one method per request: decode, find the container, call it,
-//! encode. Everything a container does is in `container.rs`.
+//! encode. What a container does is in `container.rs` (and `exec.rs` for exec processes).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use containerd_shim_protos::api::{
     CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
@@ -20,37 +20,10 @@ use containerd_shim_protos::ttrpc::{self, TtrpcContext};
 use containerd_shim_protos::types::task::ProcessInfo;
 use containerd_shim_protos::Task;
 
-use crate::container::{Container, CreateSpec, TaskError};
-use crate::events::Publisher;
+use crate::container::{Container, CreateSpec, ShimContext};
+use crate::error::TaskError;
+use crate::events::timestamp;
 use crate::io::StdioPaths;
-use crate::oom::OomMonitor;
-use crate::process::timestamp;
-use crate::reaper::Reaper;
-use crate::zygote::Zygote;
-
-/// What every container of the shim shares.
-pub struct ShimContext {
-    pub namespace: String,
-    pub zygote: Zygote,
-    pub reaper: Arc<Reaper>,
-    pub publisher: Publisher,
-    pub oom: OnceLock<Option<Arc<OomMonitor>>>,
-}
-
-impl ShimContext {
-    /// The OOM monitor, started on first use.
-    pub fn oom_monitor(&self) -> Option<Arc<OomMonitor>> {
-        self.oom
-            .get_or_init(|| match OomMonitor::start() {
-                Ok(monitor) => Some(monitor),
-                Err(err) => {
-                    tracing::warn!(error = %err, "no OOM notifications: cannot start the monitor");
-                    None
-                }
-            })
-            .clone()
-    }
-}
 
 /// Set when the shim should exit (Shutdown with no container left). The main thread sleeps in
 /// [`crate::footprint::Idle`] and is woken by [`ExitSignal::signal`].
@@ -94,20 +67,6 @@ impl TaskService {
             .get(id)
             .cloned()
             .ok_or_else(|| TaskError::NotFound(format!("container {id} does not exist")))
-    }
-}
-
-impl From<TaskError> for ttrpc::Error {
-    fn from(err: TaskError) -> ttrpc::Error {
-        let code = match &err {
-            TaskError::NotFound(_) => ttrpc::Code::NOT_FOUND,
-            TaskError::AlreadyExists(_) => ttrpc::Code::ALREADY_EXISTS,
-            TaskError::FailedPrecondition(_) => ttrpc::Code::FAILED_PRECONDITION,
-            TaskError::InvalidArgument(_) => ttrpc::Code::INVALID_ARGUMENT,
-            TaskError::Unimplemented(_) => ttrpc::Code::UNIMPLEMENTED,
-            TaskError::Failed(_) => ttrpc::Code::UNKNOWN,
-        };
-        ttrpc::Error::RpcStatus(ttrpc::get_status(code, err.to_string()))
     }
 }
 

@@ -2,13 +2,11 @@
 //! exec process. Its lifecycle is Created -> Running -> Stopped, driven by Start and by the
 //! reaper; a container's pause shows on its init process.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use containerd_shim_protos::api::{StateResponse, Status};
-use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::protobuf::EnumOrUnknown;
 use mxc_runtime::process::PidFd;
 
+use crate::events::timestamp;
 use crate::io::{ProcessIo, StdioPaths};
 use crate::reaper::Exit;
 
@@ -114,12 +112,4 @@ impl Process {
         }
         state
     }
-}
-
-pub fn timestamp(at: SystemTime) -> Timestamp {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let mut ts = Timestamp::new();
-    ts.seconds = since.as_secs() as i64;
-    ts.nanos = since.subsec_nanos() as i32;
-    ts
 }

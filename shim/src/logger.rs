@@ -1,0 +1,73 @@
+//! `binary://` log URIs: a logging program started beside the process, reading its stdout and
+//! stderr pipes, and stopped as containerd stops it once the process is deleted.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mxc_runtime::process::PidFd;
+
+use crate::error::{failed, TaskError};
+use crate::io;
+use crate::zygote::{Call, Op, Reply, Zygote};
+
+/// How long delete waits for a killed init to be reaped, and for a logger to finish.
+pub const EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Starts a `binary://` logger through the zygote and waits until it says it is ready.
+pub fn start_logger(
+    zygote: &Zygote,
+    namespace: &str,
+    id: &str,
+    launch: io::LoggerLaunch,
+) -> Result<PidFd, TaskError> {
+    let call = Call {
+        root: PathBuf::new(),
+        config_path: None,
+        id: id.to_string(),
+        op: Op::SpawnLogger {
+            path: launch.path.clone(),
+            args: launch.args.clone(),
+            env: vec![
+                ("CONTAINER_ID".into(), id.to_string()),
+                ("CONTAINER_NAMESPACE".into(), namespace.to_string()),
+            ],
+        },
+        fds: Vec::new(),
+    };
+    let pid = match zygote.call(call, launch.fds) {
+        Ok(Reply::Pid(pid)) => pid,
+        Ok(Reply::Failed(message)) => return Err(TaskError::InvalidArgument(message)),
+        Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
+        Err(err) => return Err(failed(err)),
+    };
+    let pidfd = PidFd::open(pid).map_err(failed)?;
+    // The logger closes (or writes to) its fd 5 once it is ready.
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&launch.ready),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let ready = unsafe { libc::poll(&mut pfd, 1, EXIT_WAIT.as_millis() as i32) };
+    if ready <= 0 {
+        let _ = pidfd.send_signal(libc::SIGKILL);
+        return Err(TaskError::Failed(format!(
+            "the logging binary {} did not get ready",
+            launch.path.display()
+        )));
+    }
+    Ok(pidfd)
+}
+
+/// Lets a logger finish the output it has (its pipes are closed once the process is gone),
+/// then stops it as containerd does: SIGTERM, and SIGKILL if it lingers.
+pub fn stop_logger(logger: &PidFd) {
+    for signal in [0, libc::SIGTERM, libc::SIGKILL] {
+        if signal != 0 {
+            let _ = logger.send_signal(signal);
+        }
+        if logger.wait_exit(Some(EXIT_WAIT)).unwrap_or(true) {
+            return;
+        }
+    }
+}
