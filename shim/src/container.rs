@@ -1,14 +1,13 @@
-//! One container of the shim: its init process, its exec processes, and the rules of their
-//! lifecycle. Operations that clone processes or change the whole process (create, start,
-//! exec, delete) go through the zygote; signals, pause, statistics and limits go straight to
-//! the engine.
+//! One container of the shim: its init process, its exec processes (`exec.rs`), and the
+//! requests that move them through their phases (`phase.rs`). The work is the engine's
+//! (`engine.rs`); exits come from the reaper.
 //!
 //! Events of a container are published while its lock is held, so containerd sees them in
 //! the order they happened: create before start before exit, exec-started before that
 //! process's exit.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -16,23 +15,23 @@ use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim_protos::types::mount::Mount;
-use mxc_runtime::policy::NodeContext;
-use mxc_runtime::{Engine, EngineError, Signal};
+use mxc_runtime::Signal;
 
+use crate::engine::{CreateRequest, Created, Engine, Target};
 use crate::error::{failed, TaskError};
 use crate::events::{timestamp, Publisher};
 use crate::io::{self, Prepared, StdioPaths};
 use crate::logger::{start_logger, stop_logger, EXIT_WAIT};
 use crate::mount::MountSpec;
 use crate::oom::OomMonitor;
-use crate::processes::{Phase, Process};
+use crate::phase::Phase;
+use crate::processes::Process;
 use crate::reaper::{Exit, Reaper};
-use crate::zygote::{Call, Op, Passed, Reply, Zygote};
 
 /// What every container of the shim shares.
 pub struct ShimContext {
     pub namespace: String,
-    pub zygote: Zygote,
+    pub engine: Arc<dyn Engine>,
     pub reaper: Arc<Reaper>,
     pub publisher: Publisher,
     pub oom: OnceLock<Option<Arc<OomMonitor>>>,
@@ -65,9 +64,7 @@ pub struct CreateSpec {
 pub struct Container {
     pub id: String,
     pub bundle: PathBuf,
-    root: PathBuf,
-    config_path: Option<PathBuf>,
-    pub(crate) engine: Engine,
+    pub(crate) target: Target,
     /// Whether the container has no pid namespace of its own: then its other processes
     /// outlive the init and are killed when it exits, as containerd's runc shim does.
     shares_pid_namespace: bool,
@@ -75,15 +72,14 @@ pub struct Container {
     timeout: Option<Duration>,
     context: Weak<ShimContext>,
     inner: Mutex<Inner>,
+    /// Signalled on every exit and on delete.
     pub(crate) changed: Condvar,
 }
 
 pub struct Inner {
     pub init: Process,
     pub execs: HashMap<String, Process>,
-    pub paused: bool,
     oom_token: Option<u64>,
-    pub(crate) deleted: bool,
 }
 
 impl Inner {
@@ -104,19 +100,28 @@ impl Inner {
             .get_mut(exec_id)
             .ok_or_else(|| TaskError::NotFound(format!("exec process {exec_id} does not exist")))
     }
+
+    /// Whether the container is gone (its init deleted).
+    pub fn deleted(&self) -> bool {
+        self.init.phase() == Phase::Deleted
+    }
 }
 
 impl Container {
-    /// Creates the container: its streams, its root filesystem, the container itself (in a
-    /// zygote worker), and the watch on its init process.
+    /// Creates the container: its streams, the container itself, and the watch on its init
+    /// process.
     pub fn create(
         context: &Arc<ShimContext>,
         spec: CreateSpec,
     ) -> Result<Arc<Container>, TaskError> {
         mxc_runtime::container::validate_id(&spec.id)
             .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-        let root = crate::options::engine_root(&spec.bundle, &context.namespace);
-        let shares_pid_namespace = shares_pid_namespace(&spec.bundle);
+        let target = Target {
+            id: spec.id.clone(),
+            bundle: spec.bundle.clone(),
+            root: crate::options::engine_root(&spec.bundle, &context.namespace),
+            config_path: spec.config_path.clone(),
+        };
 
         let Prepared {
             mut io,
@@ -125,7 +130,7 @@ impl Container {
         } = io::prepare(&spec.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
         let logger = match logger {
             Some(launch) => Some(start_logger(
-                &context.zygote,
+                context.engine.as_ref(),
                 &context.namespace,
                 &spec.id,
                 launch,
@@ -133,37 +138,24 @@ impl Container {
             None => None,
         };
         let since = context.reaper.mark();
-        let call = Call {
-            root: root.clone(),
-            config_path: spec.config_path.clone(),
-            id: spec.id.clone(),
-            op: Op::Create {
-                bundle: spec.bundle.clone(),
-                rootfs: spec
-                    .rootfs
-                    .iter()
-                    .map(|m| MountSpec {
-                        kind: m.type_.clone(),
-                        source: m.source.clone(),
-                        options: m.options.clone(),
-                    })
-                    .collect(),
-                console_socket: io.console_socket(),
-            },
-            fds: Vec::new(),
+        let request = CreateRequest {
+            rootfs: spec
+                .rootfs
+                .iter()
+                .map(|m| MountSpec {
+                    kind: m.type_.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                })
+                .collect(),
+            console_socket: io.console_socket(),
         };
-        let created =
-            context
-                .zygote
-                .call(call, fds)
-                .map_err(failed)
-                .and_then(|reply| match reply {
-                    Reply::Pid(pid) => Ok(pid),
-                    Reply::Failed(message) => Err(TaskError::Failed(message)),
-                    other => Err(failed(format!("unexpected answer {other:?}"))),
-                });
-        let pid = match created {
-            Ok(pid) => pid,
+        let Created {
+            pid,
+            timeout,
+            shares_pid_namespace,
+        } = match context.engine.create(&target, request, fds) {
+            Ok(created) => created,
             Err(err) => {
                 io.stop();
                 if let Some(logger) = logger {
@@ -174,32 +166,25 @@ impl Container {
         };
         if let Err(err) = io.attach_console() {
             io.stop();
-            let _ = Self::remove_failed(context, &root, &spec);
+            if let Err(cleanup) = context.engine.delete(&target) {
+                tracing::warn!(error = %cleanup, "removing the container after a failed create");
+            }
             return Err(failed(err));
         }
 
-        let engine = Engine::new(&root).with_node_context(NodeContext {
-            config_path: spec.config_path.clone(),
-            ..NodeContext::default()
-        });
-        let timeout = crate::timeout::policy_timeout(&engine, &spec.id);
         let mut init = Process::init(pid, spec.stdio.clone(), io);
         init.logger = logger;
         let container = Arc::new(Container {
             id: spec.id.clone(),
             bundle: spec.bundle.clone(),
-            root,
-            config_path: spec.config_path.clone(),
-            engine,
+            target,
             shares_pid_namespace,
             timeout,
             context: Arc::downgrade(context),
             inner: Mutex::new(Inner {
                 init,
                 execs: HashMap::new(),
-                paused: false,
                 oom_token: None,
-                deleted: false,
             }),
             changed: Condvar::new(),
         });
@@ -226,28 +211,6 @@ impl Container {
         drop(inner);
         tracing::info!(pid, "container created");
         Ok(container)
-    }
-
-    /// Removes what a create left when it failed after the container existed.
-    fn remove_failed(
-        context: &Arc<ShimContext>,
-        root: &Path,
-        spec: &CreateSpec,
-    ) -> Result<(), TaskError> {
-        let call = Call {
-            root: root.to_path_buf(),
-            config_path: spec.config_path.clone(),
-            id: spec.id.clone(),
-            op: Op::Delete {
-                rootfs: Some(spec.bundle.join("rootfs")),
-            },
-            fds: Vec::new(),
-        };
-        context
-            .zygote
-            .call(call, Passed::default())
-            .map(drop)
-            .map_err(failed)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -277,10 +240,9 @@ impl Container {
         let Ok(process) = inner.process_mut(exec_id) else {
             return;
         };
-        if process.is_stopped() {
+        if !process.record_exit(exit) {
             return;
         }
-        process.phase = Phase::Stopped(exit);
         crate::footprint::touch();
         let span = tracing::info_span!("exit", id = %self.id);
         let _entered = span.enter();
@@ -293,8 +255,10 @@ impl Container {
         if exec_id.is_empty() && self.shares_pid_namespace {
             // Without a pid namespace of its own, the container's other processes survive
             // its init; containerd expects them gone.
-            if let Err(err) = self.engine.kill(&self.id, Signal::KILL, true) {
-                tracing::debug!(error = %err, "killing the rest of the container");
+            if let Some(context) = self.context.upgrade() {
+                if let Err(err) = context.engine.kill(&self.target, Signal::KILL, true) {
+                    tracing::debug!(error = %err, "killing the rest of the container");
+                }
             }
         }
         if let Some(context) = self.context.upgrade() {
@@ -326,29 +290,10 @@ impl Container {
 
     fn start_init(self: &Arc<Self>, context: &Arc<ShimContext>) -> Result<i32, TaskError> {
         let mut inner = self.lock();
-        match inner.init.phase {
-            Phase::Created => {}
-            Phase::Running => {
-                return Err(TaskError::FailedPrecondition(format!(
-                    "container {} is already started",
-                    self.id
-                )))
-            }
-            Phase::Stopped(_) => {
-                return Err(TaskError::FailedPrecondition(format!(
-                    "container {}: its init process has exited",
-                    self.id
-                )))
-            }
-        }
-        match context.zygote.call(self.call(Op::Start), Passed::default()) {
-            Ok(Reply::Done) => {}
-            Ok(Reply::Failed(message)) => return Err(TaskError::Failed(message)),
-            Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
-            Err(err) => return Err(failed(err)),
-        }
+        let running = inner.init.check(&self.id, "start", Phase::start)?;
+        context.engine.start(&self.target)?;
+        inner.init.enter(running);
         let pid = inner.init.pid;
-        inner.init.phase = Phase::Running;
         context.publisher.publish(TaskStart {
             container_id: self.id.clone(),
             pid: pid as u32,
@@ -369,33 +314,33 @@ impl Container {
             .ok()
             .and_then(Signal::from_raw)
             .ok_or_else(|| TaskError::InvalidArgument(format!("invalid signal {signal}")))?;
+        let context = self.context()?;
         let inner = self.lock();
         let process = inner.process(exec_id)?;
-        if process.is_stopped() && !all {
-            return Err(TaskError::NotFound("process already finished".into()));
+        let finished = || TaskError::NotFound("process already finished".into());
+        match process.phase() {
+            Phase::Deleting | Phase::Deleted => return Err(finished()),
+            Phase::Stopped if !all => return Err(finished()),
+            Phase::Created if !exec_id.is_empty() => {
+                return Err(TaskError::FailedPrecondition(format!(
+                    "exec process {exec_id} of container {}: cannot kill: it is created, not \
+                     started",
+                    self.id
+                )))
+            }
+            _ => {}
         }
         if !exec_id.is_empty() {
-            if process.phase == Phase::Created {
-                return Err(TaskError::FailedPrecondition(format!(
-                    "exec process {exec_id} has not started"
-                )));
-            }
             return process.signal(signal.as_raw()).map_err(|err| {
                 if err.raw_os_error() == Some(libc::ESRCH) {
-                    TaskError::NotFound("process already finished".into())
+                    finished()
                 } else {
                     failed(err)
                 }
             });
         }
         tracing::info!(signal = %signal, all, "kill");
-        match self.engine.kill(&self.id, signal, all) {
-            Ok(()) => Ok(()),
-            Err(EngineError::WrongStatus { .. }) => {
-                Err(TaskError::NotFound("process already finished".into()))
-            }
-            Err(err) => Err(err.into()),
-        }
+        context.engine.kill(&self.target, signal, all)
     }
 
     /// Delete of the container: removes everything (processes, cgroups, state, the root
@@ -404,28 +349,23 @@ impl Container {
     pub fn delete(&self) -> Result<(i32, Exit), TaskError> {
         let context = self.context()?;
         {
-            let inner = self.lock();
-            if inner.deleted {
+            let mut inner = self.lock();
+            if inner.deleted() {
                 return Err(TaskError::NotFound(format!(
                     "container {} does not exist",
                     self.id
                 )));
             }
-            if inner.init.phase == Phase::Running {
-                return Err(TaskError::FailedPrecondition(format!(
-                    "cannot delete container {}: it is running (kill it first)",
-                    self.id
-                )));
-            }
+            inner.init.advance(&self.id, "delete", Phase::delete)?;
         }
-        let op = Op::Delete {
-            rootfs: Some(self.bundle.join("rootfs")),
-        };
-        match context.zygote.call(self.call(op), Passed::default()) {
-            Ok(Reply::Done) => {}
-            Ok(Reply::Failed(message)) => return Err(TaskError::Failed(message)),
-            Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
-            Err(err) => return Err(failed(err)),
+        if let Err(err) = context.engine.delete(&self.target) {
+            let mut inner = self.lock();
+            let exited = inner.init.is_stopped();
+            inner
+                .init
+                .advance(&self.id, "delete", |p| p.delete_failed(exited))?;
+            self.changed.notify_all();
+            return Err(err);
         }
         let inner = self.lock();
         // A created init was just killed: its exit is on its way through the reaper.
@@ -438,7 +378,7 @@ impl Container {
             status: 128 + libc::SIGKILL as u32,
             at: SystemTime::now(),
         });
-        inner.deleted = true;
+        inner.init.advance(&self.id, "delete", Phase::deleted)?;
         let mut loggers = Vec::new();
         inner.init.io.stop();
         loggers.extend(inner.init.logger.take());
@@ -479,7 +419,7 @@ impl Container {
             if let Some(exit) = process.exit() {
                 return Ok(exit);
             }
-            if inner.deleted {
+            if inner.deleted() {
                 return Err(TaskError::NotFound(format!(
                     "container {} was deleted",
                     self.id
@@ -492,8 +432,9 @@ impl Container {
     pub fn pause(&self) -> Result<(), TaskError> {
         let context = self.context()?;
         let mut inner = self.lock();
-        self.engine.pause(&self.id).map_err(TaskError::from)?;
-        inner.paused = true;
+        let paused = inner.init.check(&self.id, "pause", Phase::pause)?;
+        context.engine.pause(&self.target)?;
+        inner.init.enter(paused);
         context.publisher.publish(TaskPaused {
             container_id: self.id.clone(),
             ..Default::default()
@@ -504,8 +445,9 @@ impl Container {
     pub fn resume(&self) -> Result<(), TaskError> {
         let context = self.context()?;
         let mut inner = self.lock();
-        self.engine.resume(&self.id).map_err(TaskError::from)?;
-        inner.paused = false;
+        let running = inner.init.check(&self.id, "resume", Phase::resume)?;
+        context.engine.resume(&self.target)?;
+        inner.init.enter(running);
         context.publisher.publish(TaskResumed {
             container_id: self.id.clone(),
             ..Default::default()
@@ -514,7 +456,7 @@ impl Container {
     }
 
     pub fn pids(&self) -> Result<Vec<(i32, Option<String>)>, TaskError> {
-        let pids = self.engine.pids(&self.id).map_err(TaskError::from)?;
+        let pids = self.context()?.engine.pids(&self.target)?;
         let inner = self.lock();
         Ok(pids
             .into_iter()
@@ -530,16 +472,12 @@ impl Container {
     }
 
     pub fn stats(&self) -> Result<mxc_runtime::stats::RuncStats, TaskError> {
-        self.engine.stats(&self.id).map_err(TaskError::from)
+        self.context()?.engine.stats(&self.target)
     }
 
     /// Update: new resource limits, given as the JSON of an OCI `LinuxResources`.
     pub fn update(&self, resources: &[u8]) -> Result<(), TaskError> {
-        let resources = serde_json::from_slice(resources)
-            .map_err(|e| TaskError::InvalidArgument(format!("resources: {e}")))?;
-        self.engine
-            .update(&self.id, &resources)
-            .map_err(TaskError::from)
+        self.context()?.engine.update(&self.target, resources)
     }
 
     pub fn init_pid(&self) -> i32 {
@@ -550,16 +488,6 @@ impl Container {
         self.context
             .upgrade()
             .ok_or_else(|| TaskError::Failed("the shim is shutting down".into()))
-    }
-
-    pub(crate) fn call(&self, op: Op) -> Call {
-        Call {
-            root: self.root.clone(),
-            config_path: self.config_path.clone(),
-            id: self.id.clone(),
-            op,
-            fds: Vec::new(),
-        }
     }
 
     fn watch_oom(&self, context: &Arc<ShimContext>, pid: i32) -> Option<u64> {
@@ -581,28 +509,4 @@ impl Container {
             }
         }
     }
-}
-
-/// Whether the bundle's spec leaves the container in another pid namespace (the host's, or
-/// one it joins by path).
-fn shares_pid_namespace(bundle: &Path) -> bool {
-    let Ok(bytes) = std::fs::read(bundle.join("config.json")) else {
-        return false;
-    };
-    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return false;
-    };
-    let namespaces = spec
-        .pointer("/linux/namespaces")
-        .and_then(|n| n.as_array())
-        .cloned()
-        .unwrap_or_default();
-    !namespaces.iter().any(|ns| {
-        ns["type"] == "pid"
-            && ns
-                .get("path")
-                .and_then(|p| p.as_str())
-                .unwrap_or("")
-                .is_empty()
-    })
 }

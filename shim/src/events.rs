@@ -60,8 +60,8 @@ task_events! {
 const _: fn(TaskIO) = |_| {};
 
 /// An event ready to send: topic, and the packed event.
-struct Queued {
-    topic: &'static str,
+pub struct Queued {
+    pub topic: &'static str,
     event: Any,
     at: SystemTime,
 }
@@ -82,6 +82,13 @@ impl Publisher {
             .stack_size(256 * 1024)
             .spawn(move || forward(&address, &namespace, events))?;
         Ok(Publisher { queue })
+    }
+
+    /// A publisher whose events stay in the returned queue, for tests.
+    #[cfg(test)]
+    pub fn capture() -> (Publisher, Receiver<Queued>) {
+        let (queue, events) = channel();
+        (Publisher { queue }, events)
     }
 
     /// Queues `event`; never blocks.

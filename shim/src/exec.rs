@@ -1,17 +1,18 @@
-//! Exec processes: registered by Exec, created in the running container by Start, forgotten
-//! by Delete once they have exited.
+//! Exec processes: registered by Exec while the container runs, created in it by Start,
+//! forgotten by Delete once they have exited (or if they never started).
 
 use std::sync::Arc;
 
 use containerd_shim_protos::events::task::{TaskExecAdded, TaskExecStarted};
 
-use crate::container::{Container, ShimContext};
-use crate::error::{failed, TaskError};
+use crate::container::{Container, Inner, ShimContext};
+use crate::engine::ExecRequest;
+use crate::error::TaskError;
 use crate::io::{self, Prepared, StdioPaths};
 use crate::logger::{start_logger, stop_logger};
-use crate::processes::{Phase, Process};
+use crate::phase::Phase;
+use crate::processes::Process;
 use crate::reaper::Exit;
-use crate::zygote::{Op, Reply};
 
 impl Container {
     /// Exec: registers a process to run on Start.
@@ -23,12 +24,7 @@ impl Container {
     ) -> Result<(), TaskError> {
         let context = self.context()?;
         let mut inner = self.lock();
-        if inner.init.phase != Phase::Running {
-            return Err(TaskError::FailedPrecondition(format!(
-                "container {} is not running",
-                self.id
-            )));
-        }
+        self.require_running(&inner, "exec")?;
         if inner.execs.contains_key(exec_id) {
             return Err(TaskError::AlreadyExists(format!(
                 "exec process {exec_id} already exists"
@@ -52,19 +48,9 @@ impl Container {
         exec_id: &str,
     ) -> Result<i32, TaskError> {
         let mut inner = self.lock();
-        if inner.init.phase != Phase::Running {
-            return Err(TaskError::FailedPrecondition(format!(
-                "container {} is not running",
-                self.id
-            )));
-        }
+        self.require_running(&inner, "start an exec process")?;
         let process = inner.process_mut(exec_id)?;
-        if process.phase != Phase::Created {
-            return Err(TaskError::FailedPrecondition(format!(
-                "exec process {exec_id} was already started"
-            )));
-        }
-        let spec = process.spec.take().unwrap_or_default();
+        let running = process.check(&self.id, "start", Phase::start)?;
         let Prepared {
             mut io,
             fds,
@@ -72,7 +58,7 @@ impl Container {
         } = io::prepare(&process.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
         let logger = match logger {
             Some(launch) => Some(start_logger(
-                &context.zygote,
+                context.engine.as_ref(),
                 &context.namespace,
                 &self.id,
                 launch,
@@ -80,23 +66,18 @@ impl Container {
             None => None,
         };
         let since = context.reaper.mark();
-        let op = Op::Exec {
-            process: spec,
+        let request = ExecRequest {
+            process: process.spec.clone().unwrap_or_default(),
             console_socket: io.console_socket(),
         };
-        let reply = context.zygote.call(self.call(op), fds);
-        let pid = match reply {
-            Ok(Reply::Pid(pid)) => pid,
-            other => {
+        let pid = match context.engine.exec(&self.target, request, fds) {
+            Ok(pid) => pid,
+            Err(err) => {
                 io.stop();
                 if let Some(logger) = &logger {
                     stop_logger(logger);
                 }
-                return Err(match other {
-                    Ok(Reply::Failed(message)) => TaskError::Failed(message),
-                    Ok(reply) => failed(format!("unexpected answer {reply:?}")),
-                    Err(err) => failed(err),
-                });
+                return Err(err);
             }
         };
         if let Err(err) = io.attach_console() {
@@ -105,7 +86,9 @@ impl Container {
         let process = inner.process_mut(exec_id)?;
         process.io = io;
         process.logger = logger;
+        process.spec = None;
         process.started(pid);
+        process.enter(running);
         context.publisher.publish(TaskExecStarted {
             container_id: self.id.clone(),
             exec_id: exec_id.to_string(),
@@ -122,13 +105,14 @@ impl Container {
     /// Delete of an exec process: forgets it once it has exited (or never started).
     pub fn delete_exec(&self, exec_id: &str) -> Result<(i32, Option<Exit>), TaskError> {
         let mut inner = self.lock();
-        let process = inner.process(exec_id)?;
-        if process.phase == Phase::Running {
-            return Err(TaskError::FailedPrecondition(format!(
-                "cannot delete exec process {exec_id}: it is running"
+        inner
+            .process(exec_id)?
+            .check(&self.id, "delete", Phase::delete)?;
+        let Some(mut process) = inner.execs.remove(exec_id) else {
+            return Err(TaskError::NotFound(format!(
+                "exec process {exec_id} does not exist"
             )));
-        }
-        let mut process = inner.execs.remove(exec_id).expect("checked above");
+        };
         process.io.stop();
         let logger = process.logger.take();
         drop(inner);
@@ -136,5 +120,16 @@ impl Container {
             stop_logger(&logger);
         }
         Ok((process.pid, process.exit()))
+    }
+
+    /// Exec processes run only in a running container (not a created, paused or stopped one).
+    fn require_running(&self, inner: &Inner, verb: &str) -> Result<(), TaskError> {
+        match inner.init.phase() {
+            Phase::Running => Ok(()),
+            phase => Err(TaskError::FailedPrecondition(format!(
+                "container {}: cannot {verb}: it is {phase}, not running",
+                self.id
+            ))),
+        }
     }
 }

@@ -1,45 +1,34 @@
 //! `binary://` log URIs: a logging program started beside the process, reading its stdout and
 //! stderr pipes, and stopped as containerd stops it once the process is deleted.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use mxc_runtime::process::PidFd;
 
+use crate::engine::{Engine, LoggerRequest};
 use crate::error::{failed, TaskError};
-use crate::io;
-use crate::zygote::{Call, Op, Reply, Zygote};
+use crate::io::LoggerLaunch;
 
 /// How long delete waits for a killed init to be reaped, and for a logger to finish.
 pub const EXIT_WAIT: Duration = Duration::from_secs(10);
 
-/// Starts a `binary://` logger through the zygote and waits until it says it is ready.
+/// Starts a `binary://` logger for container `id` and waits until it says it is ready.
 pub fn start_logger(
-    zygote: &Zygote,
+    engine: &dyn Engine,
     namespace: &str,
     id: &str,
-    launch: io::LoggerLaunch,
+    launch: LoggerLaunch,
 ) -> Result<PidFd, TaskError> {
-    let call = Call {
-        root: PathBuf::new(),
-        config_path: None,
-        id: id.to_string(),
-        op: Op::SpawnLogger {
-            path: launch.path.clone(),
-            args: launch.args.clone(),
-            env: vec![
-                ("CONTAINER_ID".into(), id.to_string()),
-                ("CONTAINER_NAMESPACE".into(), namespace.to_string()),
-            ],
-        },
-        fds: Vec::new(),
+    let request = LoggerRequest {
+        path: launch.path.clone(),
+        args: launch.args.clone(),
+        // containerd gives a logging binary exactly these variables.
+        env: vec![
+            ("CONTAINER_ID".into(), id.to_string()),
+            ("CONTAINER_NAMESPACE".into(), namespace.to_string()),
+        ],
     };
-    let pid = match zygote.call(call, launch.fds) {
-        Ok(Reply::Pid(pid)) => pid,
-        Ok(Reply::Failed(message)) => return Err(TaskError::InvalidArgument(message)),
-        Ok(other) => return Err(failed(format!("unexpected answer {other:?}"))),
-        Err(err) => return Err(failed(err)),
-    };
+    let pid = engine.spawn_logger(request, launch.fds)?;
     let pidfd = PidFd::open(pid).map_err(failed)?;
     // The logger closes (or writes to) its fd 5 once it is ready.
     let mut pfd = libc::pollfd {

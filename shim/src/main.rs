@@ -15,7 +15,9 @@
 //! | `error.rs` | the task API's errors and their gRPC codes |
 //! | `container.rs` | one container: create, start, kill, pause, delete of its init, events |
 //! | `exec.rs` | exec processes: added, started and deleted in a running container |
-//! | `processes.rs` | one process (init or exec): status, exit, stdio, terminal |
+//! | `processes.rs` | one process (init or exec): phase, exit, stdio, terminal |
+//! | `phase.rs` | the phases of a process and the transitions between them |
+//! | `engine.rs` | what the shim asks of the container engine (a trait), and the engine |
 //! | `timeout.rs` | the policy's `process.timeout` |
 //! | `logger.rs` | `binary://` logging programs |
 //! | `zygote.rs` | the single-threaded helper that creates, starts, execs and deletes containers |
@@ -32,6 +34,7 @@
 
 mod console;
 mod container;
+mod engine;
 mod error;
 mod events;
 mod exec;
@@ -42,6 +45,7 @@ mod logging;
 mod mount;
 mod oom;
 mod options;
+mod phase;
 mod processes;
 mod reaper;
 mod service;

@@ -1,23 +1,16 @@
 //! One process of a container as containerd sees it: the init process (exec id empty) or an
-//! exec process. Its lifecycle is Created -> Running -> Stopped, driven by Start and by the
-//! reaper; a container's pause shows on its init process.
+//! exec process. Its phase (`phase.rs`) moves on requests and on its exit; a container's pause
+//! shows on its init process.
 
 use containerd_shim_protos::api::{StateResponse, Status};
 use containerd_shim_protos::protobuf::EnumOrUnknown;
 use mxc_runtime::process::PidFd;
 
+use crate::error::TaskError;
 use crate::events::timestamp;
 use crate::io::{ProcessIo, StdioPaths};
+use crate::phase::{IllegalTransition, Phase};
 use crate::reaper::Exit;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Created (an init waiting for Start) or, for an exec process, registered and not yet
-    /// started.
-    Created,
-    Running,
-    Stopped(Exit),
-}
 
 pub struct Process {
     /// Empty for the init process.
@@ -27,7 +20,8 @@ pub struct Process {
     /// Opened while the process was known to be this shim's unreaped child: signals sent
     /// through it never reach a process that reused the pid.
     pidfd: Option<PidFd>,
-    pub phase: Phase,
+    phase: Phase,
+    exit: Option<Exit>,
     pub stdio: StdioPaths,
     pub io: ProcessIo,
     /// An exec process's OCI process spec, until it starts.
@@ -43,6 +37,7 @@ impl Process {
             pid,
             pidfd: PidFd::open(pid).ok(),
             phase: Phase::Created,
+            exit: None,
             stdio,
             io,
             spec: None,
@@ -56,6 +51,7 @@ impl Process {
             pid: 0,
             pidfd: None,
             phase: Phase::Created,
+            exit: None,
             stdio,
             io: ProcessIo::default(),
             spec: Some(spec),
@@ -63,22 +59,75 @@ impl Process {
         }
     }
 
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The phase that `step` (named `verb` in the refusal) leads to, without taking it:
+    /// `FailedPrecondition` naming the transition if the process's phase does not allow it.
+    pub fn check(
+        &self,
+        container_id: &str,
+        verb: &str,
+        step: impl FnOnce(Phase) -> Result<Phase, IllegalTransition>,
+    ) -> Result<Phase, TaskError> {
+        step(self.phase).map_err(|illegal| {
+            let subject = if self.exec_id.is_empty() {
+                format!("container {container_id}")
+            } else {
+                format!("exec process {} of container {container_id}", self.exec_id)
+            };
+            let hint = match (verb, illegal.from) {
+                ("delete", Phase::Running | Phase::Paused) => "; kill it first",
+                _ => "",
+            };
+            TaskError::FailedPrecondition(format!("{subject}: cannot {verb}: {illegal}{hint}"))
+        })
+    }
+
+    /// Takes a phase that [`Process::check`] gave.
+    pub fn enter(&mut self, phase: Phase) {
+        self.phase = phase;
+    }
+
+    /// Checks and takes the transition `step` at once.
+    pub fn advance(
+        &mut self,
+        container_id: &str,
+        verb: &str,
+        step: impl FnOnce(Phase) -> Result<Phase, IllegalTransition>,
+    ) -> Result<(), TaskError> {
+        self.phase = self.check(container_id, verb, step)?;
+        Ok(())
+    }
+
+    /// Records the process's exit. `false` if it had one already, or is deleted.
+    pub fn record_exit(&mut self, exit: Exit) -> bool {
+        if self.exit.is_some() {
+            return false;
+        }
+        match self.phase.exited() {
+            Ok(phase) => {
+                self.phase = phase;
+                self.exit = Some(exit);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Records the pid of an exec process that has just started.
     pub fn started(&mut self, pid: i32) {
         self.pid = pid;
         self.pidfd = PidFd::open(pid).ok();
-        self.phase = Phase::Running;
     }
 
     pub fn exit(&self) -> Option<Exit> {
-        match self.phase {
-            Phase::Stopped(exit) => Some(exit),
-            _ => None,
-        }
+        self.exit
     }
 
     pub fn is_stopped(&self) -> bool {
-        matches!(self.phase, Phase::Stopped(_))
+        self.exit.is_some()
     }
 
     /// Sends `signal` to the process itself.
@@ -89,12 +138,12 @@ impl Process {
         }
     }
 
-    pub fn state(&self, container_id: &str, bundle: &str, paused: bool) -> StateResponse {
+    pub fn state(&self, container_id: &str, bundle: &str) -> StateResponse {
         let status = match self.phase {
             Phase::Created => Status::CREATED,
-            Phase::Running if paused && self.exec_id.is_empty() => Status::PAUSED,
             Phase::Running => Status::RUNNING,
-            Phase::Stopped(_) => Status::STOPPED,
+            Phase::Paused => Status::PAUSED,
+            Phase::Stopped | Phase::Deleting | Phase::Deleted => Status::STOPPED,
         };
         let mut state = StateResponse::new();
         state.id = container_id.to_string();
@@ -106,7 +155,7 @@ impl Process {
         state.stdout = self.stdio.stdout.clone();
         state.stderr = self.stdio.stderr.clone();
         state.terminal = self.stdio.terminal;
-        if let Some(exit) = self.exit() {
+        if let Some(exit) = self.exit {
             state.exit_status = exit.status;
             state.exited_at = Some(timestamp(exit.at)).into();
         }

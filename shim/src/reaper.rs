@@ -119,32 +119,48 @@ impl Reaper {
             } else {
                 continue;
             };
-            let exit = Exit {
+            self.record(Exit {
                 pid,
                 status: code,
                 at: SystemTime::now(),
-            };
-            let callback = {
-                let mut state = self.lock();
-                state.seq += 1;
-                let seq = state.seq;
-                match state.watchers.remove(&pid) {
-                    Some(callback) => Some(callback),
-                    None => {
-                        let now = Instant::now();
-                        state
-                            .unclaimed
-                            .retain(|_, (_, _, at)| now.duration_since(*at) < UNCLAIMED_KEEP);
-                        state.unclaimed.insert(pid, (seq, exit, now));
-                        None
-                    }
-                }
-            };
-            match callback {
-                Some(callback) => callback(exit),
-                None => tracing::debug!(pid, status = code, "reaped a process nobody waits for"),
-            }
+            });
         }
+    }
+
+    /// Hands `exit` to whoever watches its pid, or keeps it for a watch to come.
+    pub(crate) fn record(&self, exit: Exit) {
+        let callback = {
+            let mut state = self.lock();
+            state.seq += 1;
+            let seq = state.seq;
+            match state.watchers.remove(&exit.pid) {
+                Some(callback) => Some(callback),
+                None => {
+                    let now = Instant::now();
+                    state
+                        .unclaimed
+                        .retain(|_, (_, _, at)| now.duration_since(*at) < UNCLAIMED_KEEP);
+                    state.unclaimed.insert(exit.pid, (seq, exit, now));
+                    None
+                }
+            }
+        };
+        match callback {
+            Some(callback) => callback(exit),
+            None => tracing::debug!(
+                pid = exit.pid,
+                status = exit.status,
+                "reaped a process nobody waits for"
+            ),
+        }
+    }
+
+    /// A reaper that reaps nothing: exits reach it only through [`Reaper::record`].
+    #[cfg(test)]
+    pub fn detached() -> Arc<Reaper> {
+        Arc::new(Reaper {
+            state: Mutex::new(State::default()),
+        })
     }
 }
 

@@ -26,6 +26,7 @@ use containerd_shim_protos::ttrpc::Server;
 use mxc_runtime::{Engine, EngineError};
 
 use crate::container::ShimContext;
+use crate::engine::MxcEngine;
 use crate::events::Publisher;
 use crate::reaper::{self, Reaper};
 use crate::task::{ExitSignal, TaskService};
@@ -201,7 +202,7 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
         .map_err(io_error("starting the event publisher"))?;
     let context = Arc::new(ShimContext {
         namespace: flags.namespace.clone(),
-        zygote,
+        engine: Arc::new(MxcEngine::new(zygote)),
         reaper,
         publisher,
         oom: OnceLock::new(),

@@ -1,10 +1,10 @@
 //! containerd's task API (v2), one method per request: decode, find the container, call it,
 //! encode. What a container does is in `container.rs` (and `exec.rs` for exec processes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use containerd_shim_protos::api::{
     CheckpointTaskRequest, CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest,
@@ -45,28 +45,169 @@ impl ExitSignal {
 
 pub struct TaskService {
     context: Arc<ShimContext>,
-    containers: Mutex<HashMap<String, Arc<Container>>>,
+    tasks: Mutex<Tasks>,
     exit: Arc<ExitSignal>,
+}
+
+/// The shim's containers, and the ids whose Create is under way.
+#[derive(Default)]
+struct Tasks {
+    containers: HashMap<String, Arc<Container>>,
+    /// Reserved by a Create until it ends: a second Create of the id is refused meanwhile.
+    creating: HashSet<String>,
+    /// Shutdown came while a Create was under way: the shim exits once that Create has failed
+    /// and no container is left.
+    shutdown: bool,
 }
 
 impl TaskService {
     pub fn new(context: Arc<ShimContext>, exit: Arc<ExitSignal>) -> TaskService {
         TaskService {
             context,
-            containers: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(Tasks::default()),
             exit,
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Container>>> {
-        self.containers.lock().unwrap_or_else(|e| e.into_inner())
+    fn tasks(&self) -> MutexGuard<'_, Tasks> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn container(&self, id: &str) -> Result<Arc<Container>, TaskError> {
-        self.map()
+        self.tasks()
+            .containers
             .get(id)
             .cloned()
             .ok_or_else(|| TaskError::NotFound(format!("container {id} does not exist")))
+    }
+
+    fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse, TaskError> {
+        if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
+            return Err(TaskError::Unimplemented(
+                "checkpoint and restore are not supported by containerd-shim-mxc-v1".into(),
+            ));
+        }
+        let options = crate::options::decode(req.options.as_ref())
+            .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+        {
+            let mut tasks = self.tasks();
+            if tasks.containers.contains_key(&req.id) || !tasks.creating.insert(req.id.clone()) {
+                return Err(TaskError::AlreadyExists(format!(
+                    "container {} already exists",
+                    req.id
+                )));
+            }
+        }
+        let spec = CreateSpec {
+            id: req.id.clone(),
+            bundle: PathBuf::from(&req.bundle),
+            rootfs: req.rootfs.clone(),
+            stdio: StdioPaths {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            },
+            config_path: options.config_path,
+        };
+        let created = Container::create(&self.context, spec);
+        let mut tasks = self.tasks();
+        tasks.creating.remove(&req.id);
+        match created {
+            Ok(container) => {
+                let pid = container.init_pid();
+                tasks.containers.insert(req.id.clone(), container);
+                Ok(CreateTaskResponse {
+                    pid: pid as u32,
+                    ..Default::default()
+                })
+            }
+            Err(err) => {
+                if tasks.shutdown && tasks.containers.is_empty() && tasks.creating.is_empty() {
+                    tracing::info!("shutting down: the last create failed");
+                    self.exit.signal();
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn start_process(&self, req: StartRequest) -> Result<StartResponse, TaskError> {
+        let pid = self.container(&req.id)?.start(&req.exec_id)?;
+        Ok(StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    fn delete_process(&self, req: DeleteRequest) -> Result<DeleteResponse, TaskError> {
+        let container = self.container(&req.id)?;
+        let mut response = DeleteResponse::new();
+        if req.exec_id.is_empty() {
+            let (pid, exit) = container.delete()?;
+            self.tasks().containers.remove(&req.id);
+            response.pid = pid as u32;
+            response.exit_status = exit.status;
+            response.exited_at = Some(timestamp(exit.at)).into();
+        } else {
+            let (pid, exit) = container.delete_exec(&req.exec_id)?;
+            response.pid = pid.max(0) as u32;
+            if let Some(exit) = exit {
+                response.exit_status = exit.status;
+                response.exited_at = Some(timestamp(exit.at)).into();
+            }
+        }
+        Ok(response)
+    }
+
+    fn exec_process(&self, req: ExecProcessRequest) -> Result<(), TaskError> {
+        let container = self.container(&req.id)?;
+        let spec = req.spec.as_ref().ok_or_else(|| {
+            TaskError::InvalidArgument("exec request without a process spec".into())
+        })?;
+        let mut process: serde_json::Value = serde_json::from_slice(&spec.value)
+            .map_err(|e| TaskError::InvalidArgument(format!("exec process spec: {e}")))?;
+        if !process.is_object() {
+            return Err(TaskError::InvalidArgument(
+                "exec process spec is not a JSON object".into(),
+            ));
+        }
+        process["terminal"] = serde_json::Value::Bool(req.terminal);
+        let stdio = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        container.add_exec(&req.exec_id, stdio, process)
+    }
+
+    fn process_state(&self, req: &StateRequest) -> Result<StateResponse, TaskError> {
+        let container = self.container(&req.id)?;
+        let inner = container.lock();
+        let bundle = container.bundle.to_string_lossy();
+        Ok(inner.process(&req.exec_id)?.state(&container.id, &bundle))
+    }
+
+    fn wait_process(&self, req: &WaitRequest) -> Result<WaitResponse, TaskError> {
+        let exit = self.container(&req.id)?.wait(&req.exec_id)?;
+        Ok(WaitResponse {
+            exit_status: exit.status,
+            exited_at: Some(timestamp(exit.at)).into(),
+            ..Default::default()
+        })
+    }
+
+    fn shutdown_shim(&self, req: &ShutdownRequest) {
+        let mut tasks = self.tasks();
+        let remaining = tasks.containers.len() + tasks.creating.len();
+        if remaining == 0 || req.now {
+            tracing::info!("shutting down");
+            self.exit.signal();
+        } else {
+            tasks.shutdown = !tasks.creating.is_empty();
+            tracing::debug!(remaining, "shutdown requested; containers remain");
+        }
     }
 }
 
@@ -108,76 +249,19 @@ impl Task for TaskService {
     ) -> TtrpcResult<CreateTaskResponse> {
         let span = tracing::info_span!("create", id = %req.id);
         let _entered = span.enter();
-        let result = (|| {
-            if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
-                return Err(TaskError::Unimplemented(
-                    "checkpoint and restore are not supported by containerd-shim-mxc-v1".into(),
-                ));
-            }
-            if self.map().contains_key(&req.id) {
-                return Err(TaskError::AlreadyExists(format!(
-                    "container {} already exists",
-                    req.id
-                )));
-            }
-            let options = crate::options::decode(req.options.as_ref())
-                .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-            let spec = CreateSpec {
-                id: req.id.clone(),
-                bundle: PathBuf::from(&req.bundle),
-                rootfs: req.rootfs.clone(),
-                stdio: StdioPaths {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                },
-                config_path: options.config_path,
-            };
-            let container = Container::create(&self.context, spec)?;
-            let pid = container.init_pid();
-            self.map().insert(req.id.clone(), container);
-            Ok(CreateTaskResponse {
-                pid: pid as u32,
-                ..Default::default()
-            })
-        })();
-        reply("create", result)
+        reply("create", self.create_task(req))
     }
 
     fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         let span = tracing::info_span!("start", id = %req.id);
         let _entered = span.enter();
-        let result = self.container(&req.id).and_then(|c| c.start(&req.exec_id));
-        reply("start", result).map(|pid| StartResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        reply("start", self.start_process(req))
     }
 
     fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let span = tracing::info_span!("delete", id = %req.id);
         let _entered = span.enter();
-        let result = (|| {
-            let container = self.container(&req.id)?;
-            let mut response = DeleteResponse::new();
-            if req.exec_id.is_empty() {
-                let (pid, exit) = container.delete()?;
-                self.map().remove(&req.id);
-                response.pid = pid as u32;
-                response.exit_status = exit.status;
-                response.exited_at = Some(timestamp(exit.at)).into();
-            } else {
-                let (pid, exit) = container.delete_exec(&req.exec_id)?;
-                response.pid = pid.max(0) as u32;
-                if let Some(exit) = exit {
-                    response.exit_status = exit.status;
-                    response.exited_at = Some(timestamp(exit.at)).into();
-                }
-            }
-            Ok(response)
-        })();
-        reply("delete", result)
+        reply("delete", self.delete_process(req))
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
@@ -240,28 +324,7 @@ impl Task for TaskService {
     fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         let span = tracing::info_span!("exec", id = %req.id);
         let _entered = span.enter();
-        let result = (|| {
-            let container = self.container(&req.id)?;
-            let spec = req.spec.as_ref().ok_or_else(|| {
-                TaskError::InvalidArgument("exec request without a process spec".into())
-            })?;
-            let mut process: serde_json::Value = serde_json::from_slice(&spec.value)
-                .map_err(|e| TaskError::InvalidArgument(format!("exec process spec: {e}")))?;
-            if !process.is_object() {
-                return Err(TaskError::InvalidArgument(
-                    "exec process spec is not a JSON object".into(),
-                ));
-            }
-            process["terminal"] = serde_json::Value::Bool(req.terminal);
-            let stdio = StdioPaths {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
-            };
-            container.add_exec(&req.exec_id, stdio, process)
-        })();
-        reply("exec", result).map(|()| Empty::new())
+        reply("exec", self.exec_process(req)).map(|()| Empty::new())
     }
 
     fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
@@ -312,12 +375,7 @@ impl Task for TaskService {
     fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
         let span = tracing::info_span!("wait", id = %req.id);
         let _entered = span.enter();
-        let result = self.container(&req.id).and_then(|c| c.wait(&req.exec_id));
-        reply("wait", result).map(|exit| WaitResponse {
-            exit_status: exit.status,
-            exited_at: Some(timestamp(exit.at)).into(),
-            ..Default::default()
-        })
+        reply("wait", self.wait_process(&req))
     }
 
     fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
@@ -334,15 +392,7 @@ impl Task for TaskService {
     }
 
     fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
-        let result = (|| {
-            let container = self.container(&req.id)?;
-            let inner = container.lock();
-            let bundle = container.bundle.to_string_lossy();
-            Ok(inner
-                .process(&req.exec_id)?
-                .state(&container.id, &bundle, inner.paused))
-        })();
-        reply("state", result)
+        reply("state", self.process_state(&req))
     }
 
     fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
@@ -356,29 +406,10 @@ impl Task for TaskService {
     }
 
     fn shutdown(&self, _ctx: &TtrpcContext, req: ShutdownRequest) -> TtrpcResult<Empty> {
-        let remaining = self.map().len();
-        if remaining == 0 || req.now {
-            tracing::info!("shutting down");
-            self.exit.signal();
-        } else {
-            tracing::debug!(remaining, "shutdown requested; containers remain");
-        }
+        self.shutdown_shim(&req);
         Ok(Empty::new())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use containerd_shim_protos::cgroups::metrics::Metrics;
-    use containerd_shim_protos::protobuf::MessageFull;
-
-    #[test]
-    fn type_urls_are_the_protobuf_names() {
-        assert_eq!(Metrics::descriptor().full_name(), METRICS_TYPE_URL);
-        assert_eq!(
-            ProcessDetails::descriptor().full_name(),
-            PROCESS_DETAILS_TYPE_URL
-        );
-    }
-}
+mod tests;
