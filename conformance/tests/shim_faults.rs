@@ -1,6 +1,6 @@
 //! The shim when things go wrong around it: its own death (containerd cleans up through the
-//! `delete` subcommand) and a containerd restart (the container keeps running and is still
-//! managed through the same shim).
+//! `delete` subcommand), a containerd restart (the container keeps running and is still
+//! managed through the same shim), and a create that hangs past its caller's deadline.
 
 mod shim_support;
 
@@ -9,11 +9,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mxc_conformance::command::poll;
 use mxc_conformance::containerd::{Containerd, MXC_RUNTIME_TYPE};
-use mxc_conformance::images::BUSYBOX_REF;
+use mxc_conformance::images::{copy_rootfs, BUSYBOX_REF};
 use mxc_conformance::leaks::{self, LeakCheck};
 use mxc_conformance::processes;
 use mxc_conformance::unique_name;
 use nix::sys::signal::Signal;
+use serde_json::json;
 use shim_support::{assert_clean, shim_daemons, task_status, wait_status};
 
 const NS: &str = "default";
@@ -129,5 +130,54 @@ fn a_container_survives_a_containerd_restart() -> Result<()> {
         containerd.log_tail(30)
     );
     assert_clean(&leaks, &containerd, NS, &[&id])?;
+    Ok(())
+}
+
+#[test]
+fn a_create_past_its_deadline_is_stopped_and_leaves_nothing() -> Result<()> {
+    let containerd = Containerd::start()?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.watch_dir(containerd.dir());
+    let id = unique_name("hung");
+    leaks.container(&id);
+
+    // A container whose createRuntime hook never returns: the engine waits for it inside
+    // create, so the shim's worker hangs until the request's deadline.
+    let rootfs = containerd.dir().join(format!("{id}-rootfs"));
+    copy_rootfs(&rootfs)?;
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&containerd.ctr(&["oci", "spec"])?.ok()?.stdout)?;
+    spec["root"] = json!({ "path": rootfs, "readonly": true });
+    spec["process"]["args"] = json!(["true"]);
+    spec["hooks"] =
+        json!({ "createRuntime": [{ "path": "/bin/sleep", "args": ["sleep", "600"] }] });
+    let spec_path = containerd.dir().join(format!("{id}.json"));
+    std::fs::write(&spec_path, serde_json::to_vec(&spec)?)?;
+    let spec_arg = spec_path.to_string_lossy().into_owned();
+
+    let run = containerd.ctr(&[
+        "--timeout",
+        "10s",
+        "run",
+        "--runtime",
+        MXC_RUNTIME_TYPE,
+        "--config",
+        &spec_arg,
+        &id,
+    ])?;
+    assert!(!run.status.success(), "{run:?}");
+
+    // The shim stopped the worker and the hook with it, removed what the create had made,
+    // and exited once containerd let it go.
+    let _ = containerd.ctr(&["tasks", "delete", &id]);
+    let _ = containerd.ctr(&["containers", "delete", &id]);
+    assert_clean(&leaks, &containerd, NS, &[&id])?;
+    assert!(
+        containerd
+            .log()
+            .contains("create did not finish within its deadline"),
+        "{}",
+        containerd.log_tail(30)
+    );
     Ok(())
 }

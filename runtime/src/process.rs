@@ -224,6 +224,13 @@ impl PidFd {
     }
 }
 
+/// A pidfd received from elsewhere (another process sent it over a socket).
+impl From<OwnedFd> for PidFd {
+    fn from(fd: OwnedFd) -> PidFd {
+        PidFd(fd)
+    }
+}
+
 impl AsFd for PidFd {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.0.as_fd()

@@ -27,6 +27,7 @@ use crate::oom::OomMonitor;
 use crate::phase::Phase;
 use crate::processes::Process;
 use crate::reaper::{Exit, Reaper};
+use crate::zygote::{Deadline, CALL_LIMIT};
 
 /// What every container of the shim shares.
 pub struct ShimContext {
@@ -113,6 +114,7 @@ impl Container {
     pub fn create(
         context: &Arc<ShimContext>,
         spec: CreateSpec,
+        deadline: Deadline,
     ) -> Result<Arc<Container>, TaskError> {
         mxc_runtime::container::validate_id(&spec.id)
             .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
@@ -134,6 +136,7 @@ impl Container {
                 &context.namespace,
                 &spec.id,
                 launch,
+                deadline,
             )?),
             None => None,
         };
@@ -154,7 +157,7 @@ impl Container {
             pid,
             timeout,
             shares_pid_namespace,
-        } = match context.engine.create(&target, request, fds) {
+        } = match context.engine.create(&target, request, fds, deadline) {
             Ok(created) => created,
             Err(err) => {
                 io.stop();
@@ -166,7 +169,7 @@ impl Container {
         };
         if let Err(err) = io.attach_console() {
             io.stop();
-            if let Err(cleanup) = context.engine.delete(&target) {
+            if let Err(cleanup) = context.engine.delete(&target, Deadline::after(CALL_LIMIT)) {
                 tracing::warn!(error = %cleanup, "removing the container after a failed create");
             }
             return Err(failed(err));
@@ -279,19 +282,23 @@ impl Container {
     }
 
     /// Start: the init runs the workload, or an exec process is created and runs.
-    pub fn start(self: &Arc<Self>, exec_id: &str) -> Result<i32, TaskError> {
+    pub fn start(self: &Arc<Self>, exec_id: &str, deadline: Deadline) -> Result<i32, TaskError> {
         let context = self.context()?;
         if exec_id.is_empty() {
-            self.start_init(&context)
+            self.start_init(&context, deadline)
         } else {
-            self.start_exec(&context, exec_id)
+            self.start_exec(&context, exec_id, deadline)
         }
     }
 
-    fn start_init(self: &Arc<Self>, context: &Arc<ShimContext>) -> Result<i32, TaskError> {
+    fn start_init(
+        self: &Arc<Self>,
+        context: &Arc<ShimContext>,
+        deadline: Deadline,
+    ) -> Result<i32, TaskError> {
         let mut inner = self.lock();
         let running = inner.init.check(&self.id, "start", Phase::start)?;
-        context.engine.start(&self.target)?;
+        context.engine.start(&self.target, deadline)?;
         inner.init.enter(running);
         let pid = inner.init.pid;
         context.publisher.publish(TaskStart {
@@ -346,7 +353,7 @@ impl Container {
     /// Delete of the container: removes everything (processes, cgroups, state, the root
     /// filesystem mount) and publishes `/tasks/delete`. A running container must be killed
     /// first; one that was created and never started is killed here.
-    pub fn delete(&self) -> Result<(i32, Exit), TaskError> {
+    pub fn delete(&self, deadline: Deadline) -> Result<(i32, Exit), TaskError> {
         let context = self.context()?;
         {
             let mut inner = self.lock();
@@ -358,7 +365,7 @@ impl Container {
             }
             inner.init.advance(&self.id, "delete", Phase::delete)?;
         }
-        if let Err(err) = context.engine.delete(&self.target) {
+        if let Err(err) = context.engine.delete(&self.target, deadline) {
             let mut inner = self.lock();
             let exited = inner.init.is_stopped();
             inner

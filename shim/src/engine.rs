@@ -14,7 +14,7 @@ use mxc_runtime::{EngineError, Signal};
 
 use crate::error::{failed, TaskError};
 use crate::mount::MountSpec;
-use crate::zygote::{Call, Op, Passed, Reply, Zygote};
+use crate::zygote::{Call, Deadline, Op, Passed, Reply, Zygote, ZygoteError, CALL_LIMIT};
 
 #[cfg(test)]
 pub mod fake;
@@ -65,21 +65,30 @@ pub struct LoggerRequest {
 }
 
 /// Everything the task service needs done to containers. Descriptors in [`Passed`] become the
-/// new process's stdin, stdout and stderr (a logger's fds 3, 4 and 5).
+/// new process's stdin, stdout and stderr (a logger's fds 3, 4 and 5). The operations that
+/// clone processes end by their [`Deadline`], failing if they could not finish by then.
 pub trait Engine: Send + Sync {
-    /// Mounts the root filesystem and creates the container.
+    /// Mounts the root filesystem and creates the container; if that fails part way, nothing
+    /// of it is left.
     fn create(
         &self,
         target: &Target,
         request: CreateRequest,
         stdio: Passed,
+        deadline: Deadline,
     ) -> Result<Created, TaskError>;
     /// Lets the init run the workload.
-    fn start(&self, target: &Target) -> Result<(), TaskError>;
+    fn start(&self, target: &Target, deadline: Deadline) -> Result<(), TaskError>;
     /// Starts a process in the running container; returns its pid.
-    fn exec(&self, target: &Target, request: ExecRequest, stdio: Passed) -> Result<i32, TaskError>;
+    fn exec(
+        &self,
+        target: &Target,
+        request: ExecRequest,
+        stdio: Passed,
+        deadline: Deadline,
+    ) -> Result<i32, TaskError>;
     /// Removes the container, killing what is left of it, and unmounts its root filesystem.
-    fn delete(&self, target: &Target) -> Result<(), TaskError>;
+    fn delete(&self, target: &Target, deadline: Deadline) -> Result<(), TaskError>;
     /// Signals the init, or every process of the container with `all`. An init that is gone
     /// is "not found".
     fn kill(&self, target: &Target, signal: Signal, all: bool) -> Result<(), TaskError>;
@@ -91,7 +100,12 @@ pub trait Engine: Send + Sync {
     /// New resource limits: the JSON of an OCI `LinuxResources`.
     fn update(&self, target: &Target, resources: &[u8]) -> Result<(), TaskError>;
     /// Starts a logging program; returns its pid.
-    fn spawn_logger(&self, request: LoggerRequest, fds: Passed) -> Result<i32, TaskError>;
+    fn spawn_logger(
+        &self,
+        request: LoggerRequest,
+        fds: Passed,
+        deadline: Deadline,
+    ) -> Result<i32, TaskError>;
 }
 
 /// The mxc-runtime engine, cloning processes only in zygote workers.
@@ -112,7 +126,13 @@ impl MxcEngine {
     }
 
     /// Runs `op` for `target` in a zygote worker.
-    fn call(&self, target: &Target, op: Op, passed: Passed) -> Result<Reply, TaskError> {
+    fn call(
+        &self,
+        target: &Target,
+        op: Op,
+        passed: Passed,
+        deadline: Deadline,
+    ) -> Result<Reply, ZygoteError> {
         let call = Call {
             root: target.root.clone(),
             config_path: target.config_path.clone(),
@@ -120,15 +140,16 @@ impl MxcEngine {
             op,
             fds: Vec::new(),
         };
-        match self.zygote.call(call, passed).map_err(failed)? {
-            Reply::Failed(message) => Err(TaskError::Failed(message)),
-            reply => Ok(reply),
-        }
+        self.zygote.call(call, passed, deadline)
     }
 }
 
+/// A worker's answer that is not `expected`, as an error.
 fn unexpected(reply: Reply) -> TaskError {
-    failed(format!("unexpected answer from the zygote: {reply:?}"))
+    match reply {
+        Reply::Failed(message) => TaskError::Failed(message),
+        other => failed(format!("unexpected answer from the zygote: {other:?}")),
+    }
 }
 
 /// The annotation on the effective spec that carries the policy's `process.timeout`.
@@ -140,6 +161,7 @@ impl Engine for MxcEngine {
         target: &Target,
         request: CreateRequest,
         stdio: Passed,
+        deadline: Deadline,
     ) -> Result<Created, TaskError> {
         let shares_pid_namespace = shares_pid_namespace(&target.bundle);
         let op = Op::Create {
@@ -147,9 +169,16 @@ impl Engine for MxcEngine {
             rootfs: request.rootfs,
             console_socket: request.console_socket,
         };
-        let pid = match self.call(target, op, stdio)? {
-            Reply::Pid(pid) => pid,
-            other => return Err(unexpected(other)),
+        let pid = match self.call(target, op, stdio, deadline) {
+            Ok(Reply::Pid(pid)) => pid,
+            Ok(other) => return Err(unexpected(other)),
+            Err(err) => {
+                // The worker was killed (or died) part way: remove what it made.
+                if let Err(cleanup) = self.delete(target, Deadline::after(CALL_LIMIT)) {
+                    tracing::warn!(error = %cleanup, "removing what a failed create left");
+                }
+                return Err(failed(err));
+            }
         };
         let timeout = Self::engine(target)
             .state(&target.id)
@@ -168,31 +197,40 @@ impl Engine for MxcEngine {
         })
     }
 
-    fn start(&self, target: &Target) -> Result<(), TaskError> {
-        match self.call(target, Op::Start, Passed::default())? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
+    fn start(&self, target: &Target, deadline: Deadline) -> Result<(), TaskError> {
+        match self.call(target, Op::Start, Passed::default(), deadline) {
+            Ok(Reply::Done) => Ok(()),
+            Ok(other) => Err(unexpected(other)),
+            Err(err) => Err(failed(err)),
         }
     }
 
-    fn exec(&self, target: &Target, request: ExecRequest, stdio: Passed) -> Result<i32, TaskError> {
+    fn exec(
+        &self,
+        target: &Target,
+        request: ExecRequest,
+        stdio: Passed,
+        deadline: Deadline,
+    ) -> Result<i32, TaskError> {
         let op = Op::Exec {
             process: request.process,
             console_socket: request.console_socket,
         };
-        match self.call(target, op, stdio)? {
-            Reply::Pid(pid) => Ok(pid),
-            other => Err(unexpected(other)),
+        match self.call(target, op, stdio, deadline) {
+            Ok(Reply::Pid(pid)) => Ok(pid),
+            Ok(other) => Err(unexpected(other)),
+            Err(err) => Err(failed(err)),
         }
     }
 
-    fn delete(&self, target: &Target) -> Result<(), TaskError> {
+    fn delete(&self, target: &Target, deadline: Deadline) -> Result<(), TaskError> {
         let op = Op::Delete {
             rootfs: Some(target.bundle.join("rootfs")),
         };
-        match self.call(target, op, Passed::default())? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(other)),
+        match self.call(target, op, Passed::default(), deadline) {
+            Ok(Reply::Done) => Ok(()),
+            Ok(other) => Err(unexpected(other)),
+            Err(err) => Err(failed(err)),
         }
     }
 
@@ -228,7 +266,12 @@ impl Engine for MxcEngine {
         Ok(Self::engine(target).update(&target.id, &resources)?)
     }
 
-    fn spawn_logger(&self, request: LoggerRequest, fds: Passed) -> Result<i32, TaskError> {
+    fn spawn_logger(
+        &self,
+        request: LoggerRequest,
+        fds: Passed,
+        deadline: Deadline,
+    ) -> Result<i32, TaskError> {
         let call = Call {
             root: PathBuf::new(),
             config_path: None,
@@ -240,7 +283,7 @@ impl Engine for MxcEngine {
             },
             fds: Vec::new(),
         };
-        match self.zygote.call(call, fds).map_err(failed)? {
+        match self.zygote.call(call, fds, deadline).map_err(failed)? {
             Reply::Pid(pid) => Ok(pid),
             Reply::Failed(message) => Err(TaskError::InvalidArgument(message)),
             other => Err(unexpected(other)),

@@ -13,6 +13,7 @@ use crate::logger::{start_logger, stop_logger};
 use crate::phase::Phase;
 use crate::processes::Process;
 use crate::reaper::Exit;
+use crate::zygote::Deadline;
 
 impl Container {
     /// Exec: registers a process to run on Start.
@@ -46,6 +47,7 @@ impl Container {
         self: &Arc<Self>,
         context: &Arc<ShimContext>,
         exec_id: &str,
+        deadline: Deadline,
     ) -> Result<i32, TaskError> {
         let mut inner = self.lock();
         self.require_running(&inner, "start an exec process")?;
@@ -62,6 +64,7 @@ impl Container {
                 &context.namespace,
                 &self.id,
                 launch,
+                deadline,
             )?),
             None => None,
         };
@@ -70,7 +73,7 @@ impl Container {
             process: process.spec.clone().unwrap_or_default(),
             console_socket: io.console_socket(),
         };
-        let pid = match context.engine.exec(&self.target, request, fds) {
+        let pid = match context.engine.exec(&self.target, request, fds, deadline) {
             Ok(pid) => pid,
             Err(err) => {
                 io.stop();

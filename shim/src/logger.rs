@@ -8,6 +8,7 @@ use mxc_runtime::process::PidFd;
 use crate::engine::{Engine, LoggerRequest};
 use crate::error::{failed, TaskError};
 use crate::io::LoggerLaunch;
+use crate::zygote::Deadline;
 
 /// How long delete waits for a killed init to be reaped, and for a logger to finish.
 pub const EXIT_WAIT: Duration = Duration::from_secs(10);
@@ -18,6 +19,7 @@ pub fn start_logger(
     namespace: &str,
     id: &str,
     launch: LoggerLaunch,
+    deadline: Deadline,
 ) -> Result<PidFd, TaskError> {
     let request = LoggerRequest {
         path: launch.path.clone(),
@@ -28,7 +30,7 @@ pub fn start_logger(
             ("CONTAINER_NAMESPACE".into(), namespace.to_string()),
         ],
     };
-    let pid = engine.spawn_logger(request, launch.fds)?;
+    let pid = engine.spawn_logger(request, launch.fds, deadline)?;
     let pidfd = PidFd::open(pid).map_err(failed)?;
     // The logger closes (or writes to) its fd 5 once it is ready.
     let mut pfd = libc::pollfd {

@@ -20,7 +20,7 @@
 //! | `engine.rs` | what the shim asks of the container engine (a trait), and the engine |
 //! | `timeout.rs` | the policy's `process.timeout` |
 //! | `logger.rs` | `binary://` logging programs |
-//! | `zygote.rs` | the single-threaded helper that creates, starts, execs and deletes containers |
+//! | `zygote.rs` | the single-threaded helper that clones: one worker per call, killed at its deadline |
 //! | `reaper.rs` | the subreaper: every child's exit, routed to whoever waits for it |
 //! | `io.rs` | stdio: containerd's FIFOs, `file://` and `binary://` log URIs |
 //! | `console.rs` | terminals: the console socket, copying, resizing |

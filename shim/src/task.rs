@@ -24,6 +24,7 @@ use crate::container::{Container, CreateSpec, ShimContext};
 use crate::error::TaskError;
 use crate::events::timestamp;
 use crate::io::StdioPaths;
+use crate::zygote::Deadline;
 
 /// Set when the shim should exit (Shutdown with no container left). The main thread sleeps in
 /// [`crate::footprint::Idle`] and is woken by [`ExitSignal::signal`].
@@ -81,7 +82,11 @@ impl TaskService {
             .ok_or_else(|| TaskError::NotFound(format!("container {id} does not exist")))
     }
 
-    fn create_task(&self, req: CreateTaskRequest) -> Result<CreateTaskResponse, TaskError> {
+    fn create_task(
+        &self,
+        req: CreateTaskRequest,
+        deadline: Deadline,
+    ) -> Result<CreateTaskResponse, TaskError> {
         if !req.checkpoint.is_empty() || !req.parent_checkpoint.is_empty() {
             return Err(TaskError::Unimplemented(
                 "checkpoint and restore are not supported by containerd-shim-mxc-v1".into(),
@@ -110,7 +115,7 @@ impl TaskService {
             },
             config_path: options.config_path,
         };
-        let created = Container::create(&self.context, spec);
+        let created = Container::create(&self.context, spec, deadline);
         let mut tasks = self.tasks();
         tasks.creating.remove(&req.id);
         match created {
@@ -132,19 +137,27 @@ impl TaskService {
         }
     }
 
-    fn start_process(&self, req: StartRequest) -> Result<StartResponse, TaskError> {
-        let pid = self.container(&req.id)?.start(&req.exec_id)?;
+    fn start_process(
+        &self,
+        req: StartRequest,
+        deadline: Deadline,
+    ) -> Result<StartResponse, TaskError> {
+        let pid = self.container(&req.id)?.start(&req.exec_id, deadline)?;
         Ok(StartResponse {
             pid: pid as u32,
             ..Default::default()
         })
     }
 
-    fn delete_process(&self, req: DeleteRequest) -> Result<DeleteResponse, TaskError> {
+    fn delete_process(
+        &self,
+        req: DeleteRequest,
+        deadline: Deadline,
+    ) -> Result<DeleteResponse, TaskError> {
         let container = self.container(&req.id)?;
         let mut response = DeleteResponse::new();
         if req.exec_id.is_empty() {
-            let (pid, exit) = container.delete()?;
+            let (pid, exit) = container.delete(deadline)?;
             self.tasks().containers.remove(&req.id);
             response.pid = pid as u32;
             response.exit_status = exit.status;
@@ -244,24 +257,27 @@ const PROCESS_DETAILS_TYPE_URL: &str = "containerd.runc.v1.ProcessDetails";
 impl Task for TaskService {
     fn create(
         &self,
-        _ctx: &TtrpcContext,
+        ctx: &TtrpcContext,
         req: CreateTaskRequest,
     ) -> TtrpcResult<CreateTaskResponse> {
         let span = tracing::info_span!("create", id = %req.id);
         let _entered = span.enter();
-        reply("create", self.create_task(req))
+        let deadline = Deadline::of_request(ctx.timeout_nano);
+        reply("create", self.create_task(req, deadline))
     }
 
-    fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+    fn start(&self, ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         let span = tracing::info_span!("start", id = %req.id);
         let _entered = span.enter();
-        reply("start", self.start_process(req))
+        let deadline = Deadline::of_request(ctx.timeout_nano);
+        reply("start", self.start_process(req, deadline))
     }
 
-    fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+    fn delete(&self, ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
         let span = tracing::info_span!("delete", id = %req.id);
         let _entered = span.enter();
-        reply("delete", self.delete_process(req))
+        let deadline = Deadline::of_request(ctx.timeout_nano);
+        reply("delete", self.delete_process(req, deadline))
     }
 
     fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {

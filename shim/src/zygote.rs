@@ -13,15 +13,23 @@
 //! init, an exec process) are reparented to the shim, the nearest subreaper, when it exits: the
 //! shim reaps them and collects their exit statuses.
 //!
+//! Every call has a deadline ([`Deadline`]: the request's, when containerd sets one). A worker
+//! that has not answered by then is killed with everything it started in its process group (a
+//! hook, a helper), and the call fails; what a killed worker had made of a container is the
+//! caller's to remove.
+//!
 //! Wire format: one `SOCK_SEQPACKET` message per call, JSON ([`Call`]) plus descriptors
-//! (`SCM_RIGHTS`): first the socket for the reply, then those that [`Call::fds`] lists. The
-//! reply is one message of JSON ([`Reply`]).
+//! (`SCM_RIGHTS`): first the socket for the reply, then those that [`Call::fds`] lists. On the
+//! reply socket the worker first introduces itself ([`Started`], with a pidfd of itself), then
+//! answers with one message of JSON ([`Reply`]).
 
 use std::io::{IoSlice, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use mxc_runtime::policy::NodeContext;
+use mxc_runtime::process::PidFd;
 use mxc_runtime::{CreateOptions, Engine, EngineError, ExecOptions, Stdio};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -35,6 +43,40 @@ use crate::mount::{self, MountSpec};
 const MAX_MESSAGE: usize = 200 * 1024;
 /// Descriptors per call: the reply socket and up to four more.
 const MAX_FDS: usize = 5;
+/// How long a call may take when its request has no deadline: the kubelet's default runtime
+/// request timeout. A call that runs longer has lost its caller anyway.
+pub const CALL_LIMIT: Duration = Duration::from_secs(120);
+/// How long a killed worker and its process group get to be gone.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// When a zygote call must have been answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    at: Instant,
+    limit: Duration,
+}
+
+impl Deadline {
+    pub fn after(limit: Duration) -> Deadline {
+        Deadline {
+            at: Instant::now() + limit,
+            limit,
+        }
+    }
+
+    /// The deadline of a ttrpc request (`timeout_nano`, which containerd fills in from its own
+    /// caller's deadline; 0 when there is none), else [`CALL_LIMIT`] from now.
+    pub fn of_request(timeout_nano: i64) -> Deadline {
+        match u64::try_from(timeout_nano) {
+            Ok(nanos) if nanos > 0 => Deadline::after(Duration::from_nanos(nanos)),
+            _ => Deadline::after(CALL_LIMIT),
+        }
+    }
+
+    fn remaining(self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
 
 /// One engine operation for a worker.
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +129,24 @@ pub enum Op {
     },
 }
 
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Create { .. } => "create",
+            Op::Start => "start",
+            Op::Exec { .. } => "exec",
+            Op::Delete { .. } => "delete",
+            Op::SpawnLogger { .. } => "starting a logging binary",
+        }
+    }
+}
+
+/// A worker's first message: its pid, sent with a pidfd of itself.
+#[derive(Debug, Serialize, Deserialize)]
+struct Started {
+    worker: i32,
+}
+
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     /// The process created (a container's init, an exec process).
@@ -126,6 +186,16 @@ pub enum ZygoteError {
     Gone(std::io::Error),
     #[error("the zygote's worker exited without answering")]
     NoAnswer,
+    #[error(
+        "{op} did not finish within its deadline ({}s): its worker was stopped{}",
+        limit.as_secs_f32(),
+        if *killed { "" } else { " (the zygote never started one)" }
+    )]
+    TimedOut {
+        op: &'static str,
+        limit: Duration,
+        killed: bool,
+    },
     #[error("talking to the zygote: {0}")]
     Protocol(String),
 }
@@ -136,9 +206,16 @@ pub struct Zygote {
     pid: i32,
 }
 
+/// What a worker does with a call.
+type Perform = fn(Call, Passed) -> Reply;
+
 impl Zygote {
     /// Forks the zygote. Call it before any thread exists; the child never returns.
     pub fn fork(shim_id: &str, debug: bool) -> std::io::Result<Zygote> {
+        Zygote::fork_with(shim_id, debug, perform)
+    }
+
+    fn fork_with(shim_id: &str, debug: bool, perform: Perform) -> std::io::Result<Zygote> {
         let (shim_end, zygote_end) = seqpacket_pair()?;
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
@@ -148,7 +225,7 @@ impl Zygote {
             -1 => Err(std::io::Error::last_os_error()),
             0 => {
                 drop(shim_end);
-                serve(zygote_end, parent, shim_id, debug)
+                serve(zygote_end, parent, shim_id, debug, perform)
             }
             pid => Ok(Zygote {
                 socket: shim_end,
@@ -161,9 +238,14 @@ impl Zygote {
         self.pid
     }
 
-    /// Runs `call` in a worker and waits for its answer. `call.fds` is filled in from
-    /// `passed`.
-    pub fn call(&self, mut call: Call, passed: Passed) -> Result<Reply, ZygoteError> {
+    /// Runs `call` in a worker and waits for its answer until `deadline`. `call.fds` is
+    /// filled in from `passed`.
+    pub fn call(
+        &self,
+        mut call: Call,
+        passed: Passed,
+        deadline: Deadline,
+    ) -> Result<Reply, ZygoteError> {
         let (ours, theirs) = seqpacket_pair().map_err(ZygoteError::Gone)?;
         let slots = passed.slots();
         call.fds = slots.iter().map(|(slot, _)| *slot).collect();
@@ -187,18 +269,74 @@ impl Zygote {
         .map_err(|e| ZygoteError::Gone(e.into()))?;
         drop(theirs);
         drop(passed);
+
+        let mut worker: Option<Worker> = None;
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match nix::sys::socket::recv(ours.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => break n,
+        loop {
+            let remaining = deadline.remaining();
+            if remaining.is_zero() || !readable(&ours, remaining) {
+                if let Some(worker) = &worker {
+                    worker.kill();
+                }
+                return Err(ZygoteError::TimedOut {
+                    op: call.op.name(),
+                    limit: deadline.limit,
+                    killed: worker.is_some(),
+                });
+            }
+            let (n, fds) = match receive(&ours, &mut buf) {
+                Ok(received) => received,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(ZygoteError::Protocol(e.to_string())),
+            };
+            if n == 0 && fds.is_empty() {
+                return Err(ZygoteError::NoAnswer);
             }
-        };
-        if n == 0 {
-            return Err(ZygoteError::NoAnswer);
+            match (fds.into_iter().next(), worker.is_none()) {
+                (Some(pidfd), true) => {
+                    let started: Started = serde_json::from_slice(&buf[..n])
+                        .map_err(|e| ZygoteError::Protocol(e.to_string()))?;
+                    worker = Some(Worker {
+                        pid: started.worker,
+                        pidfd: PidFd::from(pidfd),
+                    });
+                }
+                _ => {
+                    return serde_json::from_slice(&buf[..n])
+                        .map_err(|e| ZygoteError::Protocol(e.to_string()))
+                }
+            }
         }
-        serde_json::from_slice(&buf[..n]).map_err(|e| ZygoteError::Protocol(e.to_string()))
+    }
+}
+
+/// A worker that is serving a call, as its caller knows it.
+struct Worker {
+    pid: i32,
+    pidfd: PidFd,
+}
+
+impl Worker {
+    /// Kills the worker and everything in its process group (it leads one: what it started
+    /// and did not move elsewhere), and waits until they are gone.
+    fn kill(&self) {
+        tracing::warn!(
+            worker = self.pid,
+            "killing a zygote worker past its deadline"
+        );
+        // While the worker has not exited, its pid, which is its group's id, cannot have been
+        // reused.
+        if !self.pidfd.wait_exit(Some(Duration::ZERO)).unwrap_or(true) {
+            // SAFETY: kill with a negative pid signals that process group.
+            unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        }
+        let _ = self.pidfd.send_signal(libc::SIGKILL);
+        let _ = self.pidfd.wait_exit(Some(KILL_WAIT));
+        let until = Instant::now() + KILL_WAIT;
+        // SAFETY: signal 0 only asks whether the group still has members.
+        while unsafe { libc::kill(-self.pid, 0) } == 0 && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
@@ -213,7 +351,7 @@ fn seqpacket_pair() -> std::io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The zygote's loop: one worker per call, until the shim goes away.
-fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool) -> ! {
+fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool, perform: Perform) -> ! {
     // SAFETY: prctl, getppid, dup2 and signal with valid arguments, single-threaded.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
@@ -233,7 +371,7 @@ fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool) -> ! {
     let mut trimmed = false;
     loop {
         // Idle for a second: give back what setting up and serving touched.
-        if !trimmed && !readable(&socket, 1000) {
+        if !trimmed && !readable(&socket, Duration::from_secs(1)) {
             crate::footprint::trim();
             trimmed = true;
             continue;
@@ -256,11 +394,16 @@ fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool) -> ! {
         // SAFETY: single-threaded; the child only runs the worker and exits.
         match unsafe { libc::fork() } {
             0 => {
-                // SAFETY: restoring the default disposition in the single-threaded worker.
-                unsafe { libc::signal(libc::SIGCHLD, libc::SIG_DFL) };
+                // SAFETY: restoring the default disposition, and leading a process group of
+                // its own (what it starts can be killed with it), in the single-threaded
+                // worker.
+                unsafe {
+                    libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+                    libc::setpgid(0, 0);
+                }
                 drop(socket);
                 set_process_name(b"mxc-worker\0");
-                work(&buf[..n], fds);
+                work(&buf[..n], fds, perform);
                 // SAFETY: ending the worker without running the zygote's destructors.
                 unsafe { libc::_exit(0) }
             }
@@ -275,13 +418,14 @@ fn serve(socket: OwnedFd, parent: i32, shim_id: &str, debug: bool) -> ! {
     }
 }
 
-/// Whether `socket` has something to read within `timeout_ms`.
-fn readable(socket: &OwnedFd, timeout_ms: i32) -> bool {
+/// Whether `socket` has something to read (or is closed) within `timeout`.
+fn readable(socket: &OwnedFd, timeout: Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd: socket.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
+    let timeout_ms = timeout.as_millis().min(i32::MAX as u128) as i32;
     // SAFETY: one valid pollfd.
     unsafe { libc::poll(&mut pfd, 1, timeout_ms) != 0 }
 }
@@ -309,17 +453,38 @@ fn receive(socket: &OwnedFd, buf: &mut [u8]) -> nix::Result<(usize, Vec<OwnedFd>
     Ok((msg.bytes, fds))
 }
 
+/// Sends the caller this worker's pid and a pidfd of it, with which the caller kills it if it
+/// misses its deadline. Without them the call still runs, only without that remedy.
+fn introduce(reply_socket: &OwnedFd) {
+    let pid = std::process::id() as i32;
+    let Ok(pidfd) = PidFd::open(pid) else {
+        return;
+    };
+    let Ok(json) = serde_json::to_vec(&Started { worker: pid }) else {
+        return;
+    };
+    let fds = [pidfd.as_raw_fd()];
+    let _ = sendmsg::<()>(
+        reply_socket.as_raw_fd(),
+        &[IoSlice::new(&json)],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    );
+}
+
 fn answer(reply_socket: &OwnedFd, reply: &Reply) {
     let json = serde_json::to_vec(reply).unwrap_or_default();
     let _ = nix::sys::socket::send(reply_socket.as_raw_fd(), &json, MsgFlags::MSG_NOSIGNAL);
 }
 
-/// A worker: decode the call, do it, answer.
-fn work(message: &[u8], fds: Vec<OwnedFd>) {
+/// A worker: introduce itself, decode the call, do it, answer.
+fn work(message: &[u8], fds: Vec<OwnedFd>, perform: Perform) {
     let mut fds = fds.into_iter();
     let Some(reply_socket) = fds.next() else {
         return;
     };
+    introduce(&reply_socket);
     let call: Call = match serde_json::from_slice(message) {
         Ok(call) => call,
         Err(err) => {
@@ -503,4 +668,101 @@ fn process_file(process: &serde_json::Value) -> std::io::Result<std::fs::File> {
 fn set_process_name(name: &[u8]) {
     // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A worker body that, for Start, starts a child (as a hook would) and never answers; for
+    /// anything else answers at once. It writes its pid and its child's into `call.root`.
+    fn hang_on_start(call: Call, _passed: Passed) -> Reply {
+        if !matches!(call.op, Op::Start) {
+            return Reply::Done;
+        }
+        let Ok(child) = std::process::Command::new("sleep").arg("600").spawn() else {
+            return Reply::Failed("cannot start sleep".into());
+        };
+        let pids = format!("{} {}", std::process::id(), child.id());
+        let _ = std::fs::write(&call.root, pids);
+        loop {
+            std::thread::sleep(Duration::from_secs(600));
+        }
+    }
+
+    fn call(root: &std::path::Path, op: Op) -> Call {
+        Call {
+            root: root.to_path_buf(),
+            config_path: None,
+            id: "c1".into(),
+            op,
+            fds: Vec::new(),
+        }
+    }
+
+    /// Whether `pid` is gone (or dead and waiting to be reaped by its new parent).
+    fn gone(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+            Err(_) => true,
+        }
+    }
+
+    #[test]
+    fn a_hung_worker_is_killed_with_what_it_started_and_the_zygote_serves_on() {
+        let zygote = Zygote::fork_with("test", false, hang_on_start).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pids_file = dir.path().join("pids");
+
+        let err = zygote
+            .call(
+                call(&pids_file, Op::Start),
+                Passed::default(),
+                Deadline::after(Duration::from_secs(3)),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ZygoteError::TimedOut {
+                    op: "start",
+                    killed: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("start did not finish"), "{err}");
+
+        let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
+            .unwrap()
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(pids.len(), 2);
+        let until = Instant::now() + Duration::from_secs(30);
+        while !pids.iter().all(|pid| gone(*pid)) {
+            assert!(Instant::now() < until, "still alive: {pids:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+
+        let reply = zygote.call(
+            call(&pids_file, Op::Delete { rootfs: None }),
+            Passed::default(),
+            Deadline::after(CALL_LIMIT),
+        );
+        assert_eq!(reply.unwrap(), Reply::Done);
+    }
+
+    #[test]
+    fn a_request_deadline_is_the_callers_or_the_limit() {
+        assert_eq!(Deadline::of_request(0).limit, CALL_LIMIT);
+        assert_eq!(Deadline::of_request(-5).limit, CALL_LIMIT);
+        assert_eq!(
+            Deadline::of_request(2_500_000_000).limit,
+            Duration::from_millis(2500)
+        );
+    }
 }

@@ -12,7 +12,7 @@ use mxc_runtime::Signal;
 use super::{CreateRequest, Created, Engine, ExecRequest, LoggerRequest, Target};
 use crate::error::TaskError;
 use crate::reaper::{Exit, Reaper};
-use crate::zygote::Passed;
+use crate::zygote::{Deadline, Passed};
 
 /// Above the kernel's largest pid (`PID_MAX_LIMIT`, 2^22): no signal or pidfd can reach a
 /// real process through these.
@@ -94,6 +94,7 @@ impl Engine for FakeEngine {
         target: &Target,
         _request: CreateRequest,
         _stdio: Passed,
+        _deadline: Deadline,
     ) -> Result<Created, TaskError> {
         self.call("create", &target.id, "")?;
         let pid = self.new_pid(&target.id);
@@ -105,7 +106,7 @@ impl Engine for FakeEngine {
         })
     }
 
-    fn start(&self, target: &Target) -> Result<(), TaskError> {
+    fn start(&self, target: &Target, _deadline: Deadline) -> Result<(), TaskError> {
         self.call("start", &target.id, "")
     }
 
@@ -114,12 +115,13 @@ impl Engine for FakeEngine {
         target: &Target,
         _request: ExecRequest,
         _stdio: Passed,
+        _deadline: Deadline,
     ) -> Result<i32, TaskError> {
         self.call("exec", &target.id, "")?;
         Ok(self.new_pid(&target.id))
     }
 
-    fn delete(&self, target: &Target) -> Result<(), TaskError> {
+    fn delete(&self, target: &Target, _deadline: Deadline) -> Result<(), TaskError> {
         self.call("delete", &target.id, "")?;
         let pids = self.lock().pids.remove(&target.id).unwrap_or_default();
         for pid in pids {
@@ -164,7 +166,12 @@ impl Engine for FakeEngine {
         self.call("update", &target.id, "")
     }
 
-    fn spawn_logger(&self, request: LoggerRequest, _fds: Passed) -> Result<i32, TaskError> {
+    fn spawn_logger(
+        &self,
+        request: LoggerRequest,
+        _fds: Passed,
+        _deadline: Deadline,
+    ) -> Result<i32, TaskError> {
         self.call("spawn_logger", "", &request.path.to_string_lossy())?;
         Ok(self.new_pid(""))
     }

@@ -12,6 +12,7 @@ use super::*;
 use crate::engine::fake::FakeEngine;
 use crate::events::{Publisher, Queued};
 use crate::reaper::{Exit, Reaper};
+use crate::zygote::{Deadline, CALL_LIMIT};
 
 struct Shim {
     service: TaskService,
@@ -49,7 +50,9 @@ impl Shim {
             bundle: format!("/nonexistent/bundles/{id}"),
             ..Default::default()
         };
-        self.service.create_task(req).map(|r| r.pid)
+        self.service
+            .create_task(req, Deadline::after(CALL_LIMIT))
+            .map(|r| r.pid)
     }
 
     fn start(&self, id: &str, exec_id: &str) -> Result<u32, TaskError> {
@@ -58,7 +61,9 @@ impl Shim {
             exec_id: exec_id.into(),
             ..Default::default()
         };
-        self.service.start_process(req).map(|r| r.pid)
+        self.service
+            .start_process(req, Deadline::after(CALL_LIMIT))
+            .map(|r| r.pid)
     }
 
     fn exec(&self, id: &str, exec_id: &str) -> Result<(), TaskError> {
@@ -83,7 +88,8 @@ impl Shim {
             exec_id: exec_id.into(),
             ..Default::default()
         };
-        self.service.delete_process(req)
+        self.service
+            .delete_process(req, Deadline::after(CALL_LIMIT))
     }
 
     fn status(&self, id: &str, exec_id: &str) -> Result<Status, TaskError> {
