@@ -20,8 +20,8 @@ use mxc_runtime::Signal;
 use crate::engine::{CreateRequest, Created, Engine, Target};
 use crate::error::{failed, TaskError};
 use crate::events::{timestamp, Publisher};
-use crate::io::{self, Prepared, StdioPaths};
-use crate::logger::{start_logger, stop_logger, EXIT_WAIT};
+use crate::io::StdioPaths;
+use crate::logger::{close_streams, open_streams, stop_logger, EXIT_WAIT};
 use crate::mount::MountSpec;
 use crate::oom::OomMonitor;
 use crate::phase::Phase;
@@ -125,21 +125,13 @@ impl Container {
             config_path: spec.config_path.clone(),
         };
 
-        let Prepared {
-            mut io,
-            fds,
-            logger,
-        } = io::prepare(&spec.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-        let logger = match logger {
-            Some(launch) => Some(start_logger(
-                context.engine.as_ref(),
-                &context.namespace,
-                &spec.id,
-                launch,
-                deadline,
-            )?),
-            None => None,
-        };
+        let (mut io, logger, fds) = open_streams(
+            context.engine.as_ref(),
+            &context.namespace,
+            &spec.id,
+            &spec.stdio,
+            deadline,
+        )?;
         let since = context.reaper.mark();
         let request = CreateRequest {
             rootfs: spec
@@ -160,10 +152,7 @@ impl Container {
         } = match context.engine.create(&target, request, fds, deadline) {
             Ok(created) => created,
             Err(err) => {
-                io.stop();
-                if let Some(logger) = logger {
-                    stop_logger(&logger);
-                }
+                close_streams(io, logger);
                 return Err(err);
             }
         };

@@ -8,8 +8,8 @@ use containerd_shim_protos::events::task::{TaskExecAdded, TaskExecStarted};
 use crate::container::{Container, Inner, ShimContext};
 use crate::engine::ExecRequest;
 use crate::error::TaskError;
-use crate::io::{self, Prepared, StdioPaths};
-use crate::logger::{start_logger, stop_logger};
+use crate::io::StdioPaths;
+use crate::logger::{close_streams, open_streams, stop_logger};
 use crate::phase::Phase;
 use crate::processes::Process;
 use crate::reaper::Exit;
@@ -53,21 +53,13 @@ impl Container {
         self.require_running(&inner, "start an exec process")?;
         let process = inner.process_mut(exec_id)?;
         let running = process.check(&self.id, "start", Phase::start)?;
-        let Prepared {
-            mut io,
-            fds,
-            logger,
-        } = io::prepare(&process.stdio).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
-        let logger = match logger {
-            Some(launch) => Some(start_logger(
-                context.engine.as_ref(),
-                &context.namespace,
-                &self.id,
-                launch,
-                deadline,
-            )?),
-            None => None,
-        };
+        let (mut io, logger, fds) = open_streams(
+            context.engine.as_ref(),
+            &context.namespace,
+            &self.id,
+            &process.stdio,
+            deadline,
+        )?;
         let since = context.reaper.mark();
         let request = ExecRequest {
             process: process.spec.clone().unwrap_or_default(),
@@ -76,10 +68,7 @@ impl Container {
         let pid = match context.engine.exec(&self.target, request, fds, deadline) {
             Ok(pid) => pid,
             Err(err) => {
-                io.stop();
-                if let Some(logger) = &logger {
-                    stop_logger(logger);
-                }
+                close_streams(io, logger);
                 return Err(err);
             }
         };

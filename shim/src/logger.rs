@@ -1,5 +1,6 @@
 //! `binary://` log URIs: a logging program started beside the process, reading its stdout and
-//! stderr pipes, and stopped as containerd stops it once the process is deleted.
+//! stderr pipes, and stopped as containerd stops it once the process is deleted; and the
+//! set-up of a process's streams (`io.rs`) with their logger.
 
 use std::time::Duration;
 
@@ -7,14 +8,40 @@ use mxc_runtime::process::PidFd;
 
 use crate::engine::{Engine, LoggerRequest};
 use crate::error::{failed, TaskError};
-use crate::io::LoggerLaunch;
-use crate::zygote::Deadline;
+use crate::io::{self, LoggerLaunch, Prepared, ProcessIo, StdioPaths};
+use crate::zygote::{Deadline, Passed};
 
 /// How long delete waits for a killed init to be reaped, and for a logger to finish.
 pub const EXIT_WAIT: Duration = Duration::from_secs(10);
 
+/// The streams of a process about to be created: what the shim keeps (its copying, its
+/// logger, ready), and the descriptors the process gets.
+pub fn open_streams(
+    engine: &dyn Engine,
+    namespace: &str,
+    id: &str,
+    paths: &StdioPaths,
+    deadline: Deadline,
+) -> Result<(ProcessIo, Option<PidFd>, Passed), TaskError> {
+    let Prepared { io, fds, logger } =
+        io::prepare(paths).map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
+    let logger = match logger {
+        Some(launch) => Some(start_logger(engine, namespace, id, launch, deadline)?),
+        None => None,
+    };
+    Ok((io, logger, fds))
+}
+
+/// Undoes [`open_streams`] for a process that could not be created.
+pub fn close_streams(mut io: ProcessIo, logger: Option<PidFd>) {
+    io.stop();
+    if let Some(logger) = logger {
+        stop_logger(&logger);
+    }
+}
+
 /// Starts a `binary://` logger for container `id` and waits until it says it is ready.
-pub fn start_logger(
+fn start_logger(
     engine: &dyn Engine,
     namespace: &str,
     id: &str,
