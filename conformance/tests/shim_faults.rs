@@ -149,6 +149,8 @@ fn a_create_past_its_deadline_is_stopped_and_leaves_nothing() -> Result<()> {
         serde_json::from_str(&containerd.ctr(&["oci", "spec"])?.ok()?.stdout)?;
     spec["root"] = json!({ "path": rootfs, "readonly": true });
     spec["process"]["args"] = json!(["true"]);
+    // `ctr oci spec` names the namespace's cgroup itself, which other containers share.
+    spec["linux"]["cgroupsPath"] = json!(format!("/{NS}/{id}"));
     spec["hooks"] =
         json!({ "createRuntime": [{ "path": "/bin/sleep", "args": ["sleep", "600"] }] });
     let spec_path = containerd.dir().join(format!("{id}.json"));
