@@ -168,6 +168,12 @@ fn a_create_past_its_deadline_is_stopped_and_leaves_nothing() -> Result<()> {
         &id,
     ])?;
     assert!(!run.status.success(), "{run:?}");
+    // The shim answered before containerd gave up, and the answer says why.
+    assert!(
+        run.stderr
+            .contains("create did not finish within its deadline"),
+        "{run:?}"
+    );
 
     // The shim stopped the worker and the hook with it, removed what the create had made,
     // and exited once containerd let it go.

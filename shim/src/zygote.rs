@@ -13,10 +13,10 @@
 //! init, an exec process) are reparented to the shim, the nearest subreaper, when it exits: the
 //! shim reaps them and collects their exit statuses.
 //!
-//! Every call has a deadline ([`Deadline`]: the request's, when containerd sets one). A worker
-//! that has not answered by then is killed with everything it started in its process group (a
-//! hook, a helper), and the call fails; what a killed worker had made of a container is the
-//! caller's to remove.
+//! Every call has a deadline ([`Deadline`]: a little before the request's, when containerd
+//! sets one, so that the failure still reaches it). A worker that has not answered by then is
+//! killed with everything it started in its process group (a hook, a helper), and the call
+//! fails; what a killed worker had made of a container is the caller's to remove.
 //!
 //! Wire format: one `SOCK_SEQPACKET` message per call, JSON ([`Call`]) plus descriptors
 //! (`SCM_RIGHTS`): first the socket for the reply, then those that [`Call::fds`] lists. On the
@@ -48,6 +48,10 @@ const MAX_FDS: usize = 5;
 pub const CALL_LIMIT: Duration = Duration::from_secs(120);
 /// How long a killed worker and its process group get to be gone.
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// How much of a request's time the shim keeps for itself after its call's deadline: to stop
+/// the worker, remove what it made and answer while the caller still listens. A quarter of
+/// the request's time, at most this.
+const ANSWER_MARGIN: Duration = Duration::from_secs(5);
 
 /// When a zygote call must have been answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +68,16 @@ impl Deadline {
         }
     }
 
-    /// The deadline of a ttrpc request (`timeout_nano`, which containerd fills in from its own
-    /// caller's deadline; 0 when there is none), else [`CALL_LIMIT`] from now.
+    /// The deadline for the calls of a ttrpc request: somewhat before the request's own
+    /// (`timeout_nano`, which containerd fills in from its caller's deadline; 0 when there is
+    /// none), else [`CALL_LIMIT`] from now. Containerd gives up on the shim at the request's
+    /// deadline, so an answer that comes later, and the reason it carries, would be lost.
     pub fn of_request(timeout_nano: i64) -> Deadline {
         match u64::try_from(timeout_nano) {
-            Ok(nanos) if nanos > 0 => Deadline::after(Duration::from_nanos(nanos)),
+            Ok(nanos) if nanos > 0 => {
+                let timeout = Duration::from_nanos(nanos);
+                Deadline::after(timeout - (timeout / 4).min(ANSWER_MARGIN))
+            }
             _ => Deadline::after(CALL_LIMIT),
         }
     }
@@ -757,12 +766,18 @@ mod tests {
     }
 
     #[test]
-    fn a_request_deadline_is_the_callers_or_the_limit() {
+    fn a_call_ends_before_its_request_or_at_the_limit() {
         assert_eq!(Deadline::of_request(0).limit, CALL_LIMIT);
         assert_eq!(Deadline::of_request(-5).limit, CALL_LIMIT);
+        // The shim keeps a quarter of a short request's time, and at most the margin of a
+        // long one's, to answer before the caller gives up.
         assert_eq!(
-            Deadline::of_request(2_500_000_000).limit,
-            Duration::from_millis(2500)
+            Deadline::of_request(2_000_000_000).limit,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            Deadline::of_request(120_000_000_000).limit,
+            Duration::from_secs(120) - ANSWER_MARGIN
         );
     }
 }
