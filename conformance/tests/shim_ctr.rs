@@ -129,6 +129,14 @@ fn detached_task_exec_ps_metrics_pause_resume_kill_delete() -> Result<()> {
 
     containerd.ctr(&["tasks", "pause", &id])?.ok()?;
     wait_status(&containerd, NS, &id, "PAUSED")?;
+    // A request that does not fit the task's phase is refused, naming the transition.
+    let again = containerd.ctr(&["tasks", "pause", &id])?;
+    ensure!(!again.success(), "{again}");
+    assert!(
+        again.stderr.contains("cannot pause: paused -> paused")
+            && again.stderr.contains("failed precondition"),
+        "{again}"
+    );
     containerd.ctr(&["tasks", "resume", &id])?.ok()?;
     wait_status(&containerd, NS, &id, "RUNNING")?;
 
