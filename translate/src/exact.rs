@@ -354,7 +354,7 @@ fn migration(member: &str) -> Option<&'static str> {
 /// Checks a document that declares an exact 1.x version against that contract.
 pub(crate) fn check(report: &mut Report, raw: &Value, exact: Exact) {
     let Some(root) = raw.as_object() else {
-        report.reject("", raw, "expected a configuration object");
+        report.reject_path("", "expected a configuration object");
         return;
     };
     let v1_1 = exact == Exact::V1_1_0Alpha;
@@ -465,7 +465,7 @@ fn check_value(report: &mut Report, path: &str, value: &Value, kind: Kind) {
         Kind::Str => "a string",
         Kind::NonEmptyStr => match value.as_str() {
             Some("") => {
-                report.reject(path, value, "string must not be empty");
+                report.reject_path(path, "string must not be empty");
                 return;
             }
             Some(_) => return,
@@ -527,9 +527,9 @@ fn check_value(report: &mut Report, path: &str, value: &Value, kind: Kind) {
             None => "an object",
         },
     };
-    report.reject(
+    // No value in the message: a misplaced string may be a secret (`"env": "TOKEN=..."`).
+    report.reject_path(
         path,
-        value,
         format!("invalid type: {}, expected {expected}", json_type(value)),
     );
 }

@@ -74,7 +74,7 @@ pub fn parse_value(
 ) -> Result<Config, ConfigErrors> {
     let mut report = Report::new(&source);
     let Some(root) = raw.as_object() else {
-        report.reject("", &raw, "expected a configuration object");
+        report.reject_path("", "expected a configuration object");
         return Err(report.into_errors());
     };
     match root
@@ -227,9 +227,10 @@ fn members_added_in_1_0(report: &mut Report, root: &serde_json::Map<String, Valu
     }
 }
 
-/// serde's messages name the Rust side of things in a few places; say it in JSON terms.
+/// serde's messages name the Rust side of things in a few places; say it in JSON terms. They
+/// also quote string values, which may be secrets (an `env` written as a string): drop those.
 fn serde_message(error: &serde_json::Error) -> String {
-    let message = error.to_string();
+    let message = without_quoted_strings(&error.to_string());
     let message = message
         .replace("invalid type: map", "invalid type: object")
         .replace("invalid type: sequence", "invalid type: array")
@@ -237,6 +238,38 @@ fn serde_message(error: &serde_json::Error) -> String {
         .replace("struct MxcConfig", "a configuration object");
     // serde_json appends " at line L column C" only when reading text; values carry no position.
     message
+}
+
+/// `invalid type: string "TOKEN=..."` becomes `invalid type: string`.
+fn without_quoted_strings(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("string \"") {
+        out.push_str(&rest[..at + "string".len()]);
+        let quoted = &rest[at + "string \"".len()..];
+        // serde_json escapes quotes inside the value, so the next unescaped quote ends it.
+        let mut end = None;
+        let mut escaped = false;
+        for (i, c) in quoted.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        match end {
+            Some(i) => rest = &quoted[i + 1..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn one_shot_envelope(report: &mut Report, model: &MxcConfig) {
@@ -357,9 +390,9 @@ fn process(report: &mut Report, process: Option<&model::Process>, required: bool
             "",
             "process.commandLine cannot be empty",
         ),
-        Some(line) if line.contains('\0') => report.reject(
+        // Command text can hold secrets: no message ever quotes it.
+        Some(line) if line.contains('\0') => report.reject_path(
             "process.commandLine",
-            line,
             "process.commandLine must not contain null bytes",
         ),
         _ => {}
@@ -371,19 +404,19 @@ fn process(report: &mut Report, process: Option<&model::Process>, required: bool
         .iter()
         .enumerate()
     {
+        // Environment values are where secrets travel: messages name the entry, never its text.
         let path = index("process.env", position);
         match entry.split_once('=') {
-            None => report.reject(
+            None => report.reject_path(
                 path,
-                entry,
                 "must be KEY=VALUE (MXC silently drops entries without '='; mxc-oci rejects them)",
             ),
-            Some(("", _)) => report.reject(path, entry, "the variable name is empty"),
+            Some(("", _)) => report.reject_path(path, "the variable name is empty"),
             Some((key, _)) if key.contains('\0') => {
-                report.reject(path, entry, "the variable name contains a NUL character")
+                report.reject_path(path, "the variable name contains a NUL character")
             }
             Some((_, value)) if value.contains('\0') => {
-                report.reject(path, entry, "the value contains a NUL character")
+                report.reject_path(path, "the value contains a NUL character")
             }
             Some(_) => {}
         }

@@ -237,3 +237,20 @@ fn telemetry_is_accepted_and_the_development_contract_needs_its_flag() {
     .unwrap_err();
     assert!(errors.to_string().contains("test"), "{errors}");
 }
+
+#[test]
+fn messages_never_quote_command_text_or_environment() {
+    for version in ["0.8.0-alpha", "1.0.0"] {
+        for process in [
+            json!({"commandLine": "echo secret-one\u{0}"}),
+            json!({"commandLine": "true", "env": ["secret-two"]}),
+            json!({"commandLine": "true", "env": "TOKEN=secret-three"}),
+            json!({"commandLine": "true", "env": ["A=secret-four\u{0}"]}),
+            json!({"commandLine": ["secret-five"]}),
+        ] {
+            let config = json!({"version": version, "process": process});
+            let text = parsed(&config, false).unwrap_err().to_string();
+            assert!(!text.contains("secret"), "{version}: {text}");
+        }
+    }
+}
