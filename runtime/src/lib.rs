@@ -5,6 +5,7 @@
 //! share. [`cli`] is the runc-compatible command line of `mxc-runtime`.
 
 pub mod cli;
+pub mod console;
 pub mod container;
 pub mod egress;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod network;
 pub mod oneshot;
 pub mod policy;
 pub mod process;
+pub mod progress;
 pub mod record;
 pub mod resources;
 pub mod seal;
@@ -23,7 +25,8 @@ pub mod spec;
 pub mod stats;
 
 pub use container::{
-    Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOutcome, Stdio,
+    Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOptions,
+    RunOutcome, Stdio,
 };
 pub use error::EngineError;
 pub use process::ExitStatus;

@@ -1,32 +1,56 @@
-//! `mxc run`: one MXC config, one sandbox, no daemon. MXC's result contract on Linux: the
-//! command's exit status; a config rejection exits 1 with `Request error` /
-//! `Configuration parse error: ...`; a set-up failure exits 255 with the message and MXC's JSON
-//! envelope; a timeout exits 255 with `script timed out after <N>ms`.
+//! `mxc run` and `lxc-exec`: one MXC config, one sandbox, no daemon. [`run`] does the work and
+//! says how it ended ([`Outcome`]); [`conclude`] tells a command-line caller the way MXC's Linux
+//! executor does: the command's exit status; a refused config exits 1 with `Request error` /
+//! `Configuration parse error: ...` (an unavailable containment with `error: ...`); a set-up
+//! failure exits 255 with the message and MXC's JSON error envelope; a timeout exits 255 with
+//! the envelope `script timed out after <N>ms`. A supervisor that started the run as a process
+//! of its own reads the same ending as a [`progress`](crate::progress) event instead.
 
-use std::io::Write;
+use std::cell::Cell;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, DirBuilderExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
 use std::time::Duration;
 
 use mxc_translate::hosts::HostRule;
 use mxc_translate::{
-    one_shot, parse, resolve, ConfigErrors, Expect, Identity, OneShotOptions, ParseOptions,
-    RealHost, ResolveOptions, SkeletonEntry, Source, Target,
+    one_shot, parse, resolve, Class, ConfigError, ConfigErrors, Expect, Identity, OneShotOptions,
+    ParseOptions, RealHost, ResolveOptions, SkeletonEntry, Source, Target,
 };
 
-use crate::container::{Engine, RunOutcome};
+use crate::container::{Engine, RunOptions, RunOutcome};
 use crate::egress::Resolver;
 use crate::error::EngineError;
 use crate::network::{self, AuditContext, AuditLog};
 use crate::policy::NodeContext;
+use crate::progress::Event;
 
 /// Where `mxc run` keeps its engine state and per-run bundles.
 pub const STATE_ROOT: &str = "/run/mxc";
 
-/// What `mxc run` was asked to do.
+/// Where the config comes from.
 #[derive(Debug, Clone)]
+pub enum ConfigInput {
+    /// A file (`mxc run FILE`, `lxc-exec --config FILE`, `/dev/fd/N`).
+    File(PathBuf),
+    /// Text already in memory (`lxc-exec --config-base64`), named for messages.
+    Text { source: Source, text: String },
+}
+
+/// A terminal for the command: its size, and later sizes as they come. The caller's stdin
+/// and stdout carry its input and output.
+pub struct TerminalRequest {
+    pub rows: u16,
+    pub columns: u16,
+    pub resizes: Receiver<(u16, u16)>,
+}
+
+/// What `mxc run` or `lxc-exec` was asked to do.
 pub struct RunRequest {
-    pub config: PathBuf,
+    pub config: ConfigInput,
     /// `--rootfs DIR`.
     pub rootfs: Option<PathBuf>,
     /// The host uid/gid the sandbox runs as.
@@ -41,64 +65,178 @@ pub struct RunRequest {
     pub hosts: Vec<HostRule>,
     /// `--resolver ADDR`: where the egress proxy looks names up (the host's resolver if not).
     pub resolver: Resolver,
+    /// Accept MXC's development contract, 1.1.0-alpha.
+    pub experimental: bool,
+    /// Check the config for this host (parse, resolve, compile) and run nothing.
+    pub dry_run: bool,
+    /// Run the command on a terminal instead of the caller's stdio.
+    pub terminal: Option<TerminalRequest>,
 }
 
-/// The process exit status of `mxc run`, after anything it had to say went to stderr.
-pub fn run(request: &RunRequest) -> i32 {
-    match run_inner(request) {
-        Ok(code) => code,
-        Err(Failure::Rejected(errors)) => {
-            let mut stderr = std::io::stderr().lock();
-            let _ = writeln!(stderr, "Request error");
-            for error in errors.iter() {
-                let _ = writeln!(stderr, "Configuration parse error: {error}");
-            }
-            1
+/// How a one-shot run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The config was refused; each error carries MXC's failure class.
+    Refused(ConfigErrors),
+    /// The sandbox could not be set up; nothing ran.
+    SetupFailed(String),
+    /// A dry run found nothing to refuse.
+    Validated,
+    /// The command ended with this status (128 + n for signal n).
+    Exited(i32),
+    /// `process.timeout` (milliseconds) passed; the whole sandbox was killed.
+    TimedOut(u32),
+    /// A stop signal reached the runner; the sandbox was removed.
+    Stopped(i32),
+    /// The sandbox failed after its command started.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The final progress event for a supervisor.
+    pub fn event(&self) -> Event {
+        match self {
+            Outcome::Refused(errors) => Event::Refused {
+                class: errors.class(),
+                message: errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            },
+            Outcome::SetupFailed(message) => Event::Refused {
+                class: Class::Backend,
+                message: message.clone(),
+            },
+            Outcome::Validated => Event::Exited { code: 0 },
+            Outcome::Exited(code) => Event::Exited { code: *code },
+            Outcome::TimedOut(ms) => Event::TimedOut { ms: *ms },
+            Outcome::Stopped(signal) => Event::Stopped { signal: *signal },
+            Outcome::Failed(message) => Event::Failed {
+                message: message.clone(),
+            },
         }
-        Err(Failure::Runner(message)) => runner_failure(&message),
     }
 }
 
-enum Failure {
-    /// The config was refused: MXC's parse/policy-shape class (exit 1).
-    Rejected(ConfigErrors),
-    /// Validation or set-up failed in the runner: MXC's runner class (exit 255 + envelope).
-    Runner(String),
+impl Outcome {
+    /// The exit status MXC's Linux executor ends with in this case.
+    pub fn exit_status(&self) -> i32 {
+        match self {
+            Outcome::Refused(errors) if errors.class() != Class::Backend => 1,
+            Outcome::Refused(_) | Outcome::SetupFailed(_) | Outcome::Failed(_) => 255,
+            Outcome::TimedOut(_) => 255,
+            Outcome::Validated => 0,
+            Outcome::Exited(code) => *code,
+            Outcome::Stopped(signal) => 128 + signal,
+        }
+    }
 }
 
-fn runner_failure(message: &str) -> i32 {
-    let envelope = serde_json::json!({"error": {"code": "backend_error", "message": message}});
+/// Tells a command-line caller how the run ended, as MXC's Linux executor does, and returns
+/// the exit status. A dry run's verdict goes to stdout, as MXC's does.
+pub fn conclude(outcome: &Outcome, dry_run: bool) -> i32 {
     let mut stderr = std::io::stderr().lock();
-    let _ = writeln!(stderr, "{message}");
-    let _ = writeln!(stderr, "{envelope}");
-    255
+    let joined = |errors: &ConfigErrors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match outcome {
+        Outcome::Refused(errors) => match errors.class() {
+            Class::Request => {
+                let _ = writeln!(stderr, "Request error");
+                for error in errors.iter() {
+                    let _ = writeln!(stderr, "Configuration parse error: {error}");
+                }
+            }
+            Class::Containment => {
+                for error in errors.iter() {
+                    let _ = writeln!(stderr, "error: {error}");
+                }
+            }
+            Class::Backend => runner_failure(&mut stderr, &joined(errors), dry_run),
+        },
+        Outcome::SetupFailed(message) | Outcome::Failed(message) => {
+            runner_failure(&mut stderr, message, dry_run)
+        }
+        Outcome::Validated => println!("Dry run completed. Result: validation passed"),
+        Outcome::TimedOut(ms) => {
+            let _ = writeln!(
+                stderr,
+                "{}",
+                envelope(&format!("script timed out after {ms}ms"))
+            );
+        }
+        Outcome::Exited(_) | Outcome::Stopped(_) => {}
+    }
+    outcome.exit_status()
 }
 
-fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
-    let text = std::fs::read_to_string(&request.config).map_err(|e| {
-        let reason = if e.kind() == std::io::ErrorKind::NotFound {
-            "configuration file not found".to_string()
-        } else {
-            format!("cannot read the configuration file: {e}")
-        };
-        Failure::Rejected(
-            mxc_translate::ConfigError {
-                source: Source::File(request.config.clone()),
-                path: String::new(),
-                value: None,
-                reason,
-                class: mxc_translate::Class::Request,
+fn envelope(message: &str) -> serde_json::Value {
+    serde_json::json!({"error": {"code": "backend_error", "message": message}})
+}
+
+/// MXC's runner class: the message, then the JSON envelope on a line of its own (where a
+/// client such as SDK 0.8.0 looks for it); a dry run states the failed validation on stdout.
+fn runner_failure(stderr: &mut impl Write, message: &str, dry_run: bool) {
+    if dry_run {
+        println!("Dry run completed. Result: validation failed: {message}");
+    } else {
+        let _ = writeln!(stderr, "{message}");
+        let _ = writeln!(stderr, "{}", envelope(message));
+    }
+}
+
+/// The identity a sandbox runs as when nobody names one: the `sudo` caller, else `nobody`.
+pub fn caller_identity() -> Identity {
+    let sudo = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
+    match (sudo("SUDO_UID"), sudo("SUDO_GID")) {
+        (Some(uid), Some(gid)) if uid != 0 => Identity { uid, gid },
+        _ => Identity::NOBODY,
+    }
+}
+
+fn unreadable(source: Source, reason: String) -> ConfigErrors {
+    ConfigError {
+        source,
+        path: String::new(),
+        value: None,
+        reason,
+        class: Class::Request,
+    }
+    .into()
+}
+
+/// Runs the request to its end. `on_start` hears the sandbox's pid just before its command
+/// starts.
+pub fn run(mut request: RunRequest, on_start: &mut dyn FnMut(i32)) -> Outcome {
+    let terminal = request.terminal.take();
+    let (source, text) = match &request.config {
+        ConfigInput::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (Source::File(path.clone()), text),
+            Err(e) => {
+                let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("Configuration file not found: {}", path.display())
+                } else {
+                    format!("cannot read the configuration file: {e}")
+                };
+                return Outcome::Refused(unreadable(Source::File(path.clone()), reason));
             }
-            .into(),
-        )
-    })?;
+        },
+        ConfigInput::Text { source, text } => (source.clone(), text.clone()),
+    };
     let options = ParseOptions {
-        strict: false,
         expect: Expect::OneShot,
+        experimental: request.experimental,
         ..ParseOptions::default()
     };
-    let config =
-        parse(Source::File(request.config.clone()), &text, options).map_err(Failure::Rejected)?;
+    let config = match parse(source, &text, options) {
+        Ok(config) => config,
+        Err(errors) => return Outcome::Refused(errors),
+    };
     let resolve_options = ResolveOptions {
         target: Target::OneShot {
             rootfs: request.rootfs.clone(),
@@ -106,28 +244,84 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         identity: request.identity,
         hosts: request.hosts.clone(),
     };
-    let policy = resolve(&config, &RealHost, &resolve_options).map_err(Failure::Rejected)?;
+    let policy = match resolve(&config, &RealHost, &resolve_options) {
+        Ok(policy) => policy,
+        Err(errors) => return Outcome::Refused(errors),
+    };
     let id = policy.container_id.clone().unwrap_or_else(generated_id);
+    if request.dry_run {
+        let bundle = request.state_root.join("bundles").join(&id);
+        let compiled = one_shot(
+            &policy,
+            &OneShotOptions {
+                container_id: &id,
+                empty_root: &bundle.join("rootfs"),
+                pids_limit: request.pids_limit,
+                host: &RealHost,
+            },
+        );
+        return match compiled {
+            Ok(_) => Outcome::Validated,
+            Err(message) => Outcome::SetupFailed(message),
+        };
+    }
     sweep_stale(&request.state_root);
-    let bundle = BundleDir::create(&request.state_root.join("bundles").join(&id))
-        .map_err(|e| Failure::Runner(format!("container {id}: {e}")))?;
+    let bundle = match BundleDir::create(&request.state_root.join("bundles").join(&id)) {
+        Ok(bundle) => bundle,
+        Err(e) => return Outcome::SetupFailed(format!("container {id}: {e}")),
+    };
+    match run_in(
+        &request,
+        terminal,
+        &config.source,
+        &policy,
+        &id,
+        &bundle,
+        on_start,
+    ) {
+        Ok(outcome) | Err(outcome) => outcome,
+    }
+}
+
+fn run_in(
+    request: &RunRequest,
+    terminal: Option<TerminalRequest>,
+    source: &Source,
+    policy: &mxc_translate::Policy,
+    id: &str,
+    bundle: &BundleDir,
+    on_start: &mut dyn FnMut(i32),
+) -> Result<Outcome, Outcome> {
+    let setup = |message: String| Outcome::SetupFailed(message);
     let empty_root = bundle.path.join("rootfs");
 
-    let sandbox = one_shot(
-        &policy,
+    let mut sandbox = one_shot(
+        policy,
         &OneShotOptions {
-            container_id: &id,
+            container_id: id,
             empty_root: &empty_root,
             pids_limit: request.pids_limit,
             host: &RealHost,
         },
     )
-    .map_err(Failure::Runner)?;
+    .map_err(setup)?;
+    let console =
+        match &terminal {
+            Some(_) => {
+                if let Some(process) = sandbox.spec.process_mut() {
+                    process.set_terminal(Some(true));
+                }
+                Some(crate::console::ConsoleSocket::new().map_err(|e| {
+                    setup(format!("container {id}: creating a console socket: {e}"))
+                })?)
+            }
+            None => None,
+        };
     let audit = match &request.audit_log {
         Some(path) => Some(AuditContext {
-            container_id: id.clone(),
+            container_id: id.to_string(),
             policy_sha256: policy.sha256.clone(),
-            log: AuditLog::open(path).map_err(|e| Failure::Runner(e.to_string()))?,
+            log: AuditLog::open(path).map_err(|e| setup(e.to_string()))?,
             group: mxc_translate::compile::nftables::AUDIT_GROUP,
         }),
         None => None,
@@ -137,13 +331,13 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             "event": "policy.applied",
             "container": id,
             "policy_sha256": policy.sha256,
-            "source": config.source.to_string(),
+            "source": source.to_string(),
             "network": policy.network.mode(),
         }));
     }
     bundle
         .populate(&sandbox.spec, &sandbox.skeleton, policy.identity)
-        .map_err(|e| Failure::Runner(format!("container {id}: writing the bundle: {e}")))?;
+        .map_err(|e| setup(format!("container {id}: writing the bundle: {e}")))?;
 
     let engine = Engine::new(request.state_root.join("state"))
         .with_node_context(NodeContext {
@@ -151,20 +345,37 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
             ..NodeContext::default()
         })
         .bound_to_caller();
-    let timeout = policy
-        .timeout_ms
-        .map(|ms| Duration::from_millis(u64::from(ms)));
+    let options = RunOptions {
+        timeout: policy
+            .timeout_ms
+            .map(|ms| Duration::from_millis(u64::from(ms))),
+        console_socket: console.as_ref().map(|c| c.path()),
+    };
     let plan = policy.network.clone();
     let resolver = request.resolver.clone();
     let audit_for_network = audit.clone();
-    let outcome = engine.run_to_completion_with(&id, &bundle.path, timeout, |container| {
+    let started = Cell::new(false);
+    let outcome = engine.run_to_completion_with(id, &bundle.path, options, |container| {
         let pid = container.pid();
         let network_error = |source| EngineError::Network {
-            id: id.clone(),
+            id: id.to_string(),
             source,
         };
         network::bring_up_loopback(pid).map_err(network_error)?;
-        network::attach(pid, &plan, &resolver, audit_for_network).map_err(network_error)
+        let network =
+            network::attach(pid, &plan, &resolver, audit_for_network).map_err(network_error)?;
+        let relay = match (&console, terminal) {
+            (Some(console), Some(terminal)) => {
+                let master = console
+                    .receive_master()
+                    .map_err(|e| EngineError::io(format!("container {id}: its terminal"), e))?;
+                Some(TerminalRelay::start(master, terminal))
+            }
+            _ => None,
+        };
+        on_start(pid);
+        started.set(true);
+        Ok((network, relay))
     });
     if let Some(audit) = &audit {
         let (event, detail) = match &outcome {
@@ -174,15 +385,107 @@ fn run_inner(request: &RunRequest) -> Result<i32, Failure> {
         };
         audit.log.record(serde_json::json!({"event": event, "container": id, "policy_sha256": policy.sha256, "detail": detail}));
     }
-    match outcome {
-        Ok(RunOutcome::TimedOut) => {
-            let ms = policy.timeout_ms.unwrap_or_default();
-            Ok(runner_failure(&format!("script timed out after {ms}ms")))
+    Ok(match outcome {
+        Ok(RunOutcome::TimedOut) => Outcome::TimedOut(policy.timeout_ms.unwrap_or_default()),
+        Ok(outcome) => Outcome::Exited(outcome.code()),
+        Err(EngineError::Interrupted { signal, .. }) => Outcome::Stopped(signal),
+        Err(error) if started.get() => Outcome::Failed(error.to_string()),
+        Err(error) => Outcome::SetupFailed(error.to_string()),
+    })
+}
+
+/// A sandbox's terminal, relayed to this process's stdin and stdout: output until the
+/// terminal closes, input until stdin ends (then the terminal's end-of-file character), and
+/// every size that arrives.
+struct TerminalRelay {
+    output: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TerminalRelay {
+    fn start(master: OwnedFd, terminal: TerminalRequest) -> TerminalRelay {
+        let master = Arc::new(std::fs::File::from(master));
+        set_size(&master, terminal.rows, terminal.columns);
+        let from = master.clone();
+        let output = std::thread::spawn(move || {
+            let mut stdout = std::io::stdout();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = (&*from).read(&mut buf) {
+                if n == 0 || stdout.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                let _ = stdout.flush();
+            }
+        });
+        let to = master.clone();
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        // End of input: what a user's Ctrl-D sends (VEOF in canonical mode).
+                        let _ = (&*to).write_all(&[0x04]);
+                        break;
+                    }
+                    Ok(n) => {
+                        if (&*to).write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        // Sizes come for as long as their sender (the supervisor's control reader) lives.
+        let sizes = terminal.resizes;
+        let target = master.clone();
+        std::thread::spawn(move || {
+            while let Ok((rows, columns)) = sizes.recv() {
+                set_size(&target, rows, columns);
+            }
+        });
+        TerminalRelay {
+            output: Some(output),
         }
-        Ok(outcome) => Ok(outcome.code()),
-        Err(EngineError::Interrupted { signal, .. }) => Ok(128 + signal),
-        Err(error) => Err(Failure::Runner(error.to_string())),
     }
+}
+
+impl Drop for TerminalRelay {
+    fn drop(&mut self) {
+        // The sandbox is gone by now: the terminal reports end of file once drained.
+        if let Some(output) = self.output.take() {
+            let _ = output.join();
+        }
+    }
+}
+
+fn set_size(master: &std::fs::File, rows: u16, columns: u16) {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ with a valid winsize on a pty master we own.
+    unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+}
+
+/// Removes what remains of sandbox `id` below `state_root`: its container (processes,
+/// cgroups, state) and its bundle. `Ok(false)` when there is nothing by that id.
+pub fn remove(state_root: &Path, id: &str) -> Result<bool, EngineError> {
+    crate::container::validate_id(id)?;
+    let engine = Engine::new(state_root.join("state"));
+    let bundle = state_root.join("bundles").join(id);
+    let mut found = bundle.exists();
+    match engine.delete(id, true) {
+        Ok(()) => found = true,
+        Err(EngineError::NotFound { .. }) => {}
+        Err(error) => return Err(error),
+    }
+    if bundle.exists() {
+        std::fs::remove_dir_all(&bundle)
+            .map_err(|e| EngineError::io(format!("removing {}", bundle.display()), e))?;
+    }
+    Ok(found)
 }
 
 /// What a bundle records of the `mxc run` that owns it (pid and start time).

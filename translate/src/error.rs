@@ -6,7 +6,8 @@ use crate::source::Source;
 
 /// Which of MXC's failure classes a rejection falls in. Executors map it to MXC's exit status
 /// and library status code, so that a caller sees the same class MXC's own executor reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// The document is malformed or outside the schema: MXC's `Request error`, exit status 1,
     /// library status `malformed_request`.

@@ -167,13 +167,7 @@ fn identity(user: Option<&str>) -> Result<Identity> {
         );
         return Ok(Identity { uid, gid });
     }
-    let sudo = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
-    if let (Some(uid), Some(gid)) = (sudo("SUDO_UID"), sudo("SUDO_GID")) {
-        if uid != 0 {
-            return Ok(Identity { uid, gid });
-        }
-    }
-    Ok(Identity::NOBODY)
+    Ok(mxc_runtime::oneshot::caller_identity())
 }
 
 /// The caller's host rules, each named by its flag and position.
@@ -210,12 +204,13 @@ fn resolve_for_run(
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let request = mxc_runtime::oneshot::RunRequest {
-        config: args.file,
+    use mxc_runtime::oneshot;
+    let request = oneshot::RunRequest {
+        config: oneshot::ConfigInput::File(args.file),
         rootfs: args.target.rootfs.clone(),
         identity: identity(args.target.user.as_deref())?,
         pids_limit: args.pids_limit,
-        state_root: PathBuf::from(mxc_runtime::oneshot::STATE_ROOT),
+        state_root: PathBuf::from(oneshot::STATE_ROOT),
         audit_log: args.audit_log,
         hosts: host_rules(&args.target)?,
         resolver: match &args.resolver {
@@ -223,8 +218,11 @@ fn run(args: RunArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("--resolver: {e}"))?,
             None => mxc_runtime::egress::Resolver::System,
         },
+        experimental: false,
+        dry_run: false,
+        terminal: None,
     };
-    let code = mxc_runtime::oneshot::run(&request);
+    let code = oneshot::conclude(&oneshot::run(request, &mut |_| {}), false);
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 

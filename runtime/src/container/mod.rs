@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use create::{CreateOptions, Stdio};
 pub use exec::{ExecOptions, ExecProcess};
-pub use run::RunOutcome;
+pub use run::{RunOptions, RunOutcome};
 pub use state::ContainerState;
 
 use crate::error::EngineError;

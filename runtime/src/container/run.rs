@@ -44,6 +44,15 @@ impl From<ExitStatus> for RunOutcome {
     }
 }
 
+/// How [`Engine::run_to_completion_with`] runs a container.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions<'a> {
+    /// SIGKILL the whole container when this has passed since its start.
+    pub timeout: Option<Duration>,
+    /// The console socket that receives the pty master of a `process.terminal` container.
+    pub console_socket: Option<&'a Path>,
+}
+
 /// Signals that make a one-shot run stop and clean up.
 const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
 
@@ -63,23 +72,30 @@ impl Engine {
         bundle: &Path,
         timeout: Option<Duration>,
     ) -> Result<RunOutcome, EngineError> {
-        self.run_to_completion_with(id, bundle, timeout, |_| Ok(()))
+        let options = RunOptions {
+            timeout,
+            ..RunOptions::default()
+        };
+        self.run_to_completion_with(id, bundle, options, |_| Ok(()))
     }
 
     /// [`Engine::run_to_completion`] with `before_start` called on the created container
-    /// before its process starts (network enforcement). What it returns is kept until the
-    /// container is gone; an error from it stops the run, and the container is deleted.
+    /// before its process starts (network enforcement, a terminal's relay). What it returns
+    /// is kept until the container is gone; an error from it stops the run, and the container
+    /// is deleted.
     pub fn run_to_completion_with<G>(
         &self,
         id: &str,
         bundle: &Path,
-        timeout: Option<Duration>,
+        options: RunOptions<'_>,
         before_start: impl FnOnce(&Container) -> Result<G, EngineError>,
     ) -> Result<RunOutcome, EngineError> {
+        let timeout = options.timeout;
         let stop =
             StopSignals::install().map_err(|e| EngineError::io("installing signal handlers", e))?;
         let options = CreateOptions {
             die_with_caller: self.bound_to_caller,
+            console_socket: options.console_socket.map(Path::to_path_buf),
             ..CreateOptions::default()
         };
         let container = self.create(id, bundle, options)?;

@@ -350,6 +350,25 @@ fn proxy_endpoints(
     Ok((addresses, None))
 }
 
+/// What this host lacks for network policies beyond an isolated sandbox: one sentence per
+/// missing tool (empty when filtered egress and proxies can be enforced).
+pub fn missing_tools() -> Vec<String> {
+    [
+        ("nft", "nftables", "egress rules and proxies"),
+        (
+            "slirp4netns",
+            "slirp4netns",
+            "egress and proxies from one-shot sandboxes",
+        ),
+    ]
+    .into_iter()
+    .filter(|(tool, _, _)| which(tool).is_none())
+    .map(|(tool, package, what)| {
+        format!("{tool} is not installed (package {package}): configs that need {what} are refused")
+    })
+    .collect()
+}
+
 pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
