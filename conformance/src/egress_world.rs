@@ -52,19 +52,7 @@ pub struct EgressWorld {
 
 impl EgressWorld {
     pub fn start() -> Result<EgressWorld> {
-        let subnet = Subnet::claim()?;
-        let ns = NetNamespace::create()?;
-        let root = NetNamespace::at("/proc/self/ns/net");
-        let veth = Veth::connect(&root, &ns, &subnet, 1, 2)?;
-        ns.ip(&["route", "add", "default", "via", &subnet.v4(1).to_string()])?;
-        ns.ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            &subnet.v6(1).to_string(),
-        ])?;
+        let (subnet, ns, veth) = crate::netns::linked_to_root()?;
         // A second address for records that move.
         ns.ip(&["addr", "add", &format!("{}/32", subnet.v4(3)), "dev", "lo"])?;
         let dir = crate::scratch_dir("mxc-egress-world")?;

@@ -557,6 +557,84 @@ pub fn udp_request(
     })?
 }
 
+/// A new namespace linked to the root namespace by a veth pair on a subnet of its own: the
+/// host's end is `.1`, the namespace's `.2`, its default routes (IPv4 and IPv6) via the host.
+pub fn linked_to_root() -> Result<(Subnet, NetNamespace, Veth)> {
+    let subnet = Subnet::claim()?;
+    let ns = NetNamespace::create()?;
+    let root = NetNamespace::at("/proc/self/ns/net");
+    let veth = Veth::connect(&root, &ns, &subnet, 1, 2)?;
+    ns.ip(&["route", "add", "default", "via", &subnet.v4(1).to_string()])?;
+    ns.ip(&[
+        "-6",
+        "route",
+        "add",
+        "default",
+        "via",
+        &subnet.v6(1).to_string(),
+    ])?;
+    Ok((subnet, ns, veth))
+}
+
+/// How long a test host's servers accept connections.
+const SERVER_LIMIT: Duration = Duration::from_secs(30);
+
+/// A test host reachable from the host's own namespace (where the userspace stack opens its
+/// sockets): a namespace linked to the root namespace by a veth pair.
+pub struct TestHost {
+    _veth: Veth,
+    pub ns: NetNamespace,
+    pub subnet: Subnet,
+}
+
+impl TestHost {
+    pub fn new() -> Result<TestHost> {
+        let (subnet, ns, veth) = linked_to_root()?;
+        Ok(TestHost {
+            _veth: veth,
+            ns,
+            subnet,
+        })
+    }
+
+    pub fn v4(&self) -> IpAddr {
+        IpAddr::V4(self.subnet.v4(2))
+    }
+
+    pub fn v6(&self) -> IpAddr {
+        IpAddr::V6(self.subnet.v6(2))
+    }
+
+    /// A second test host behind the same link: another address of the namespace.
+    pub fn other_v4(&self) -> Result<IpAddr> {
+        let other = self.subnet.v4(3);
+        self.ns
+            .ip(&["addr", "add", &format!("{other}/32"), "dev", "lo"])?;
+        Ok(IpAddr::V4(other))
+    }
+
+    pub fn tcp(&self, ip: IpAddr, reply: &str) -> Result<TcpServer> {
+        TcpServer::start(&self.ns, SocketAddr::new(ip, 0), reply, 8, SERVER_LIMIT)
+    }
+
+    pub fn udp(&self, ip: IpAddr, reply: &str) -> Result<UdpServer> {
+        UdpServer::start(&self.ns, SocketAddr::new(ip, 0), reply, 8, SERVER_LIMIT)
+    }
+}
+
+/// A TCP client for inside a sandbox (Perl is in every Debian host baseline): prints
+/// `TAG=<reply>` or `TAG=blocked`.
+pub fn tcp_client(addr: SocketAddr, tag: &str) -> String {
+    let host = match addr.ip() {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => v6.to_string(),
+    };
+    format!(
+        "perl -MIO::Socket::IP -e '$s = IO::Socket::IP->new(PeerHost => \"{host}\", PeerPort => {port}, Timeout => 2) or do {{ print \"{tag}=blocked\\n\"; exit }}; print $s \"hi\\n\"; $r = <$s>; print \"{tag}=\" . ($r // \"eof\\n\")'; ",
+        port = addr.port()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,67 +11,12 @@ use anyhow::Result;
 use mxc_conformance::bins;
 use mxc_conformance::command::run;
 use mxc_conformance::leaks::LeakCheck;
-use mxc_conformance::netns::{NetNamespace, Subnet, TcpServer, UdpServer, Veth};
+use mxc_conformance::netns::{tcp_client, NetNamespace, TcpServer, TestHost};
 use mxc_conformance::unique_name;
 use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SERVER_LIMIT: Duration = Duration::from_secs(30);
-
-/// A test host reachable from the host's own namespace (where the userspace stack opens its
-/// sockets): a namespace linked to the root namespace by a veth pair.
-struct TestHost {
-    _veth: Veth,
-    ns: NetNamespace,
-    subnet: Subnet,
-}
-
-impl TestHost {
-    fn new() -> Result<TestHost> {
-        let subnet = Subnet::claim()?;
-        let ns = NetNamespace::create()?;
-        let root = NetNamespace::at("/proc/self/ns/net");
-        let veth = Veth::connect(&root, &ns, &subnet, 1, 2)?;
-        ns.ip(&["route", "add", "default", "via", &subnet.v4(1).to_string()])?;
-        ns.ip(&[
-            "-6",
-            "route",
-            "add",
-            "default",
-            "via",
-            &subnet.v6(1).to_string(),
-        ])?;
-        Ok(TestHost {
-            _veth: veth,
-            ns,
-            subnet,
-        })
-    }
-
-    fn v4(&self) -> IpAddr {
-        IpAddr::V4(self.subnet.v4(2))
-    }
-
-    fn v6(&self) -> IpAddr {
-        IpAddr::V6(self.subnet.v6(2))
-    }
-
-    /// A second test host behind the same link: another address of the namespace.
-    fn other_v4(&self) -> Result<IpAddr> {
-        let other = self.subnet.v4(3);
-        self.ns
-            .ip(&["addr", "add", &format!("{other}/32"), "dev", "lo"])?;
-        Ok(IpAddr::V4(other))
-    }
-
-    fn tcp(&self, ip: IpAddr, reply: &str) -> Result<TcpServer> {
-        TcpServer::start(&self.ns, SocketAddr::new(ip, 0), reply, 8, SERVER_LIMIT)
-    }
-
-    fn udp(&self, ip: IpAddr, reply: &str) -> Result<UdpServer> {
-        UdpServer::start(&self.ns, SocketAddr::new(ip, 0), reply, 8, SERVER_LIMIT)
-    }
-}
 
 struct Outcome {
     stdout: String,
@@ -97,18 +42,8 @@ impl Outcome {
     }
 }
 
-/// Perl is in every Debian host baseline; these one-liners are the sandbox's clients.
-fn tcp_client(addr: SocketAddr, tag: &str) -> String {
-    let host = match addr.ip() {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => v6.to_string(),
-    };
-    format!(
-        "perl -MIO::Socket::IP -e '$s = IO::Socket::IP->new(PeerHost => \"{host}\", PeerPort => {port}, Timeout => 2) or do {{ print \"{tag}=blocked\\n\"; exit }}; print $s \"hi\\n\"; $r = <$s>; print \"{tag}=\" . ($r // \"eof\\n\")'; ",
-        port = addr.port()
-    )
-}
-
+/// Perl is in every Debian host baseline; these one-liners are the sandbox's clients (the TCP
+/// one is `netns::tcp_client`).
 fn udp_client(addr: SocketAddr, tag: &str) -> String {
     format!(
         "perl -MIO::Socket::IP -e '$s = IO::Socket::IP->new(PeerHost => \"{}\", PeerPort => {}, Proto => \"udp\") or do {{ print \"{tag}=blocked\\n\"; exit }}; send($s, \"hi\", 0) or do {{ print \"{tag}=blocked\\n\"; exit }}; $r = \"\"; $v = \"\"; vec($v, fileno($s), 1) = 1; if (select($v, undef, undef, 2)) {{ recv($s, $r, 100, 0) }} print \"{tag}=\" . ($r ne \"\" ? $r : \"none\") . \"\\n\"'; ",
