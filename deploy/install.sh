@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs mxc-oci on this machine: the system packages it needs, release builds of `mxc`,
-# `mxc-runtime` and `containerd-shim-mxc-v1` in /usr/local/bin, a node configuration in
-# /etc/mxc, and (when containerd is installed) the `mxc` runtime in containerd's config.
+# `mxc-runtime` and `containerd-shim-mxc-v1` in /usr/local/bin, MXC's SDK library and executor
+# (`libmxc_ffi.so`, `<arch>/lxc-exec`) in /usr/local/lib/mxc, a node configuration in /etc/mxc,
+# and (when containerd is installed) the `mxc` runtime in containerd's config.
 # Safe to run again; it reports what it changed.
 set -euo pipefail
 
@@ -30,7 +31,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
 fi
 say "building release binaries (first build takes a few minutes)"
-(cd "$repo" && cargo build --release --quiet --bins)
+(cd "$repo" && cargo build --release --quiet --bins --lib)
 target="${CARGO_TARGET_DIR:-$repo/target}/release"
 
 for bin in mxc mxc-runtime containerd-shim-mxc-v1; do
@@ -41,6 +42,19 @@ for bin in mxc mxc-runtime containerd-shim-mxc-v1; do
     say "installed $prefix/bin/$bin"
   fi
 done
+
+# MXC's SDK (npm @microsoft/mxc-sdk) loads libmxc_ffi.so from MXC_FFI_DIR and asks
+# $MXC_BIN_DIR/<arch>/lxc-exec what the host supports; the library runs lxc-exec from beside it.
+sdk_dir=${MXC_SDK_LIB_DIR:-$prefix/lib/mxc}
+arch=x64
+[ "$(uname -m)" = aarch64 ] && arch=arm64
+install -d -m 0755 "$sdk_dir" "$sdk_dir/$arch"
+install -m 0755 "$target/libmxc_ffi.so" "$sdk_dir/libmxc_ffi.so.new"
+mv -f "$sdk_dir/libmxc_ffi.so.new" "$sdk_dir/libmxc_ffi.so"
+install -m 0755 "$target/lxc-exec" "$sdk_dir/$arch/lxc-exec.new"
+mv -f "$sdk_dir/$arch/lxc-exec.new" "$sdk_dir/$arch/lxc-exec"
+say "installed $sdk_dir/libmxc_ffi.so and $sdk_dir/$arch/lxc-exec; for MXC's SDK:"
+printf '  export MXC_FFI_DIR=%s\n  export MXC_BIN_DIR=%s\n' "$sdk_dir" "$sdk_dir"
 
 install -d -m 0755 "$etc" "$etc/policies"
 if [ ! -f "$etc/config.toml" ]; then
