@@ -77,3 +77,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "setup: installing cargo-nextest"
   cargo install --quiet --locked cargo-nextest
 fi
+
+# MXC's SDK (pinned) and Node 24 from npm, for the SDK tests and the side-by-side comparison
+# with MXC's own executor (conformance/sdk/setup.sh; nothing else is downloaded).
+"$root/conformance/sdk/setup.sh" "${MXC_SDK_DIR:-$target_dir/mxc-sdk}"

@@ -27,7 +27,7 @@ pub fn binary(name: &str) -> Result<PathBuf> {
     let path = bin_dir().join(name);
     if !path.is_file() {
         bail!(
-            "{} is missing: build it with `cargo build --release --workspace --bins` \
+            "{} is missing: build it with `cargo build --release --workspace --bins --lib` \
              or point MXC_BIN_DIR at the directory that holds it",
             path.display()
         );

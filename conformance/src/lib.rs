@@ -19,6 +19,7 @@
 //! | [`leaks`] | what a scenario must not leave: processes, mounts, cgroups, netns, state |
 //! | [`command`] | running a host command with a time limit |
 //! | [`processes`] | the process table, and stopping only what the harness started |
+//! | [`sdk`] | MXC's TypeScript SDK and MXC's own executor, as clients and reference |
 //!
 //! A scenario reads:
 //!
@@ -54,6 +55,7 @@ pub mod leaks;
 pub mod netns;
 pub mod oci_runtime;
 pub mod processes;
+pub mod sdk;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
