@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks, measured side by side in one run on this machine; prints medians and ratios.
-# Not part of the tests. Usage: conformance/bench/bench.sh [runtime|oneshot|network|all]
+# Not part of the tests. Usage: conformance/bench/bench.sh [runtime|oneshot|network|egress|sdk|all]
 #
 #   runtime  create+start+wait+delete of a busybox bundle: mxc-runtime vs runc vs crun
 #   oneshot  `mxc run` of a trivial config vs bwrap with the equivalent flags
@@ -8,6 +8,8 @@
 #            test host through the enforced namespace vs the same namespace without rules
 #   egress   egress by name vs direct (CIDR-allowed) to the same test host: connect latency,
 #            keep-alive requests/s, bulk throughput; start time added by 100 host patterns
+#   sdk      MXC's SDK run() of `true` through this project's libmxc_ffi.so vs MXC's own
+#            (bundled with the SDK), interleaved in one Node process
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -238,11 +240,35 @@ JSON
   echo "  added by egress by name: $(python3 -c "print('%.2f' % ($one - $none))") ms; by 100 patterns vs 1: $(python3 -c "print('%.2f' % ($hundred - $one))") ms"
 }
 
+bench_sdk() {
+  local sdk="${MXC_SDK_DIR:-$root/target/mxc-sdk}" arch=x64
+  [ "$(uname -m)" = aarch64 ] && arch=arm64
+  ./conformance/sdk/setup.sh "$sdk" >/dev/null
+  if [ ! -f "$bin/libmxc_ffi.so" ] || [ ! -x "$bin/lxc-exec" ]; then
+    cargo build --release --quiet -p mxc-ffi -p mxc-runtime
+  fi
+  # Ours laid out as deploy/install.sh installs it; MXC's as the SDK ships it.
+  mkdir -p "$work/ours/$arch"
+  ln -s "$bin/libmxc_ffi.so" "$work/ours/libmxc_ffi.so"
+  ln -s "$bin/lxc-exec" "$work/ours/$arch/lxc-exec"
+  local out
+  out=$(cd "$sdk/v1" && node bench-run.mjs "$work/ours" "$sdk/mxc-reference/$arch" "$runs")
+  python3 - "$out" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print("sdk: run() of `true`, median of %d runs each, interleaved" % r["runs"])
+print("  libmxc_ffi.so (mxc-oci)  %8.2f ms" % r["oursMs"])
+print("  libmxc_ffi.so (MXC)      %8.2f ms" % r["mxcMs"])
+print("  ratio mxc-oci / MXC      %8.2f" % r["ratio"])
+PY
+}
+
 case "$what" in
   runtime) bench_runtime ;;
   oneshot) bench_oneshot ;;
   network) bench_network ;;
   egress) bench_egress ;;
-  all) bench_runtime; bench_oneshot; bench_network; bench_egress ;;
-  *) echo "usage: $0 [runtime|oneshot|network|egress|all]" >&2; exit 2 ;;
+  sdk) bench_sdk ;;
+  all) bench_runtime; bench_oneshot; bench_network; bench_egress; bench_sdk ;;
+  *) echo "usage: $0 [runtime|oneshot|network|egress|sdk|all]" >&2; exit 2 ;;
 esac
