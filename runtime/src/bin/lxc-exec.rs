@@ -152,7 +152,8 @@ fn delete(name: Option<&str>) -> i32 {
     match oneshot::remove(&PathBuf::from(oneshot::STATE_ROOT), name) {
         Ok(true) => 0,
         Ok(false) => {
-            eprintln!("Container '{name}' does not exist.");
+            // On stdout, as MXC's executor says it.
+            println!("Container '{name}' does not exist.");
             1
         }
         Err(error) => {
