@@ -321,3 +321,110 @@ fn the_same_configs_run_to_the_same_exit_status() -> Result<()> {
     }
     Ok(())
 }
+
+/// How one executor answered a command line: its exit status, and the lines a client reads.
+#[derive(Debug, PartialEq)]
+struct Answer {
+    code: Option<i32>,
+    stdout: String,
+    /// The first line of stderr (the rest is a workload's or a log's).
+    stderr: String,
+}
+
+fn answer(executor: &Path, args: &[String]) -> Result<Answer> {
+    let mut leaks = LeakCheck::snapshot();
+    leaks.watch_dir("/run/mxc");
+    let output = run(Command::new(executor).args(args), LIMIT)?;
+    leaks.assert_clean()?;
+    Ok(Answer {
+        code: output.code(),
+        stdout: output.stdout,
+        stderr: output.stderr.lines().next().unwrap_or_default().to_string(),
+    })
+}
+
+#[test]
+fn the_command_line_is_mxcs_executors() -> Result<()> {
+    use base64::Engine as _;
+    let dir = mxc_conformance::scratch_dir("mxc-parity-cli")?;
+    let config = dir.path().join("config.json");
+    let text = r#"{"version": "1.0.0", "process": {"commandLine": "echo out; echo err >&2"}}"#;
+    std::fs::write(&config, text)?;
+    let config = config.display().to_string();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+    let missing = dir.path().join("missing.json").display().to_string();
+    let words = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    // Each command line once as a client writes it; the answers must be the same, except that
+    // a dry run's log (MXC prints its log buffer before the verdict) is compared by its verdict.
+    let cases = [
+        words(&[]),
+        words(&[&config]),
+        words(&["--config", &config]),
+        words(&["--config-base64", &encoded]),
+        words(&["--config-base64", "not base64!"]),
+        words(&["--config", &missing]),
+        words(&["--delete"]),
+        words(&["--delete", "--containername", "mxc-parity-no-such-sandbox"]),
+        words(&["--no-such-flag"]),
+    ];
+    for args in &cases {
+        let mxc = answer(&Backend::mxc_executor()?, args)?;
+        let ours = answer(&bins::binary("lxc-exec")?, args)?;
+        assert_eq!(ours.code, mxc.code, "{args:?}: {ours:?} / {mxc:?}");
+        assert_eq!(ours.stdout, mxc.stdout, "{args:?}");
+        // MXC names the missing file once; mxc-oci's messages lead with their source.
+        if args.first().map(String::as_str) != Some("--config") || args[1] != missing {
+            assert_eq!(ours.stderr, mxc.stderr, "{args:?}");
+        }
+    }
+    // SDK 0.8.0's full argument order, with a log file: a dry run that passes on both.
+    for (executor, log) in [
+        (Backend::mxc_executor()?, dir.path().join("mxc.log")),
+        (bins::binary("lxc-exec")?, dir.path().join("ours.log")),
+    ] {
+        let log = log.display().to_string();
+        let args = words(&[
+            "--config-base64",
+            &encoded,
+            "--dry-run",
+            "--debug",
+            "--experimental",
+            "--log-file",
+            &log,
+        ]);
+        let answer = answer(&executor, &args)?;
+        assert_eq!(answer.code, Some(0), "{}: {answer:?}", executor.display());
+        assert!(
+            answer
+                .stdout
+                .ends_with("Dry run completed. Result: validation passed\n"),
+            "{answer:?}"
+        );
+        assert!(Path::new(&log).is_file(), "{log} was not created");
+    }
+    // What the host supports: both name the bubblewrap backend with proxy enforcement (the
+    // set-up installs the userspace network stack and nftables that mxc-oci needs for it).
+    for executor in [Backend::mxc_executor()?, bins::binary("lxc-exec")?] {
+        let answer = answer(&executor, &words(&["--available-backends"]))?;
+        assert_eq!(answer.code, Some(0), "{answer:?}");
+        let backends: Value = serde_json::from_str(&answer.stdout)?;
+        let bubblewrap = backends
+            .as_array()
+            .and_then(|list| list.iter().find(|b| b["backend"] == "bubblewrap"));
+        assert_eq!(
+            bubblewrap.map(|b| b["capabilities"].clone()),
+            Some(json!(["proxyEnforcement"])),
+            "{}: {backends}",
+            executor.display()
+        );
+    }
+    // SDK 0.8.0 adds --allow-testing-features for its built-in test proxy; MXC 1.0.1's
+    // executor no longer knows the flag, mxc-oci's still accepts it (and refuses the proxy).
+    let ours = answer(
+        &bins::binary("lxc-exec")?,
+        &words(&["--allow-testing-features", &config]),
+    )?;
+    assert_eq!(ours.code, Some(0), "{ours:?}");
+    assert_eq!(ours.stdout, "out\n");
+    Ok(())
+}
