@@ -40,7 +40,8 @@ pub enum Node {
 }
 
 impl Node {
-    fn program(self) -> Result<PathBuf> {
+    /// The `node` binary.
+    pub fn program(self) -> Result<PathBuf> {
         match self {
             Node::System => Ok(PathBuf::from("node")),
             Node::V24 => {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::netns::{tcp_client, TestHost};
 use mxc_conformance::sdk::{self, Backend, Node};
@@ -383,5 +383,62 @@ fn the_readmes_node_example_runs() -> Result<()> {
     leaks.assert_clean()?;
     ensure!(output.success(), "the example failed: {output}");
     assert_eq!(output.stdout, "3 the notes\n\n", "{output}");
+    Ok(())
+}
+
+#[test]
+fn the_node_process_dying_removes_the_sandbox() -> Result<()> {
+    // The library's process is killed outright while a sandbox runs: nothing of the SDK or the
+    // library gets to clean up, and the sandbox must go anyway (lxc-exec sees its control
+    // descriptor close).
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let marker = unique_name("sdk-orphaned");
+    let request = request(
+        &format!("sh -c 'sleep 300; :' {marker} & echo started; wait"),
+        json!({}),
+    );
+    let id = request["containerName"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let backend = Backend::ours()?;
+    let (ffi, bin) = backend.dirs();
+    let script = sdk::sdk_dir().join("v1").join("scenario.mjs");
+    let mut leaks = LeakCheck::snapshot();
+    leaks.watch_dir(STATE_ROOT).container(&id);
+    let mut node = Command::new(Node::V24.program()?)
+        .current_dir(script.parent().unwrap_or(Path::new(".")))
+        .arg(&script)
+        .args(["hold", &request.to_string()])
+        .env("MXC_FFI_DIR", &ffi)
+        .env("MXC_BIN_DIR", &bin)
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let stdout = node.stdout.take().expect("stdout is piped");
+    let held = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|line| line.starts_with('{'));
+    let running_before = running(&marker)?;
+    node.kill()?;
+    node.wait()?;
+    let held = held.unwrap_or_default();
+    ensure!(
+        held.contains("holding"),
+        "the sandbox did not start: {held}"
+    );
+    ensure!(running_before, "the workload was not running: {held}");
+    mxc_conformance::command::poll(Duration::from_secs(20), || {
+        Ok((!running(&marker)?).then_some(()))
+    })
+    .context("a sandbox process outlived the Node process")?;
+    leaks.assert_clean()?;
+    for dir in ["bundles", "state"] {
+        ensure!(
+            !Path::new(STATE_ROOT).join(dir).join(&id).exists(),
+            "{dir} of {id} left behind"
+        );
+    }
     Ok(())
 }

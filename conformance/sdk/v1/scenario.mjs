@@ -104,6 +104,13 @@ const scenarios = {
       child.dispose();
     }
   },
+  // Holds a running sandbox and says so; the test then kills this Node process outright.
+  hold: async () => {
+    const child = await spawn(request);
+    await until(child.standardOutput, 'started');
+    console.log(JSON.stringify({ holding: child.id }));
+    await new Promise(() => {});
+  },
   wait: async () => {
     const child = await spawn(request);
     try {
