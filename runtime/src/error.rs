@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use crate::record::Status;
-use crate::resources::ResourcesError;
 use crate::spec::SpecError;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +19,6 @@ pub enum EngineError {
 
     #[error(transparent)]
     Spec(#[from] SpecError),
-
-    #[error(transparent)]
-    Resources(#[from] ResourcesError),
 
     #[error("cannot {action} container {id}: it is {status}{hint}")]
     WrongStatus {

@@ -2,14 +2,15 @@
 //! policy applied, liveness tracked by the engine itself, and nothing left behind on delete.
 //!
 //! [`container::Engine`] is the API that `mxc run`, `mxc-runtime` and the containerd shim
-//! share. [`cli`] is the runc-compatible command line of `mxc-runtime`.
+//! share; [`oneshot`] runs one MXC config to completion. The engine knows none of its entry
+//! points: each binary (`src/bin/*/`) reads its own command line, handles its own signals and
+//! calls [`helper::run_if_requested`] first.
 
-pub mod cli;
 pub mod console;
 pub mod container;
 pub mod egress;
 pub mod error;
-pub mod executor;
+mod executor;
 pub mod features;
 pub mod helper;
 pub mod network;
@@ -18,14 +19,13 @@ pub mod policy;
 pub mod process;
 pub mod progress;
 pub mod record;
-pub mod resources;
 pub mod seal;
 pub mod signal;
 pub mod spec;
 pub mod stats;
 
 pub use container::{
-    Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOptions,
+    Cancel, Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOptions,
     RunOutcome, Stdio,
 };
 pub use error::EngineError;

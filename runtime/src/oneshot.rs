@@ -1,10 +1,8 @@
-//! `mxc run` and `lxc-exec`: one MXC config, one sandbox, no daemon. [`run`] does the work and
-//! says how it ended ([`Outcome`]); [`conclude`] tells a command-line caller the way MXC's Linux
-//! executor does: the command's exit status; a refused config exits 1 with `Request error` /
-//! `Configuration parse error: ...` (an unavailable containment with `error: ...`); a set-up
-//! failure exits 255 with the message and MXC's JSON error envelope; a timeout exits 255 with
-//! the envelope `script timed out after <N>ms`. A supervisor that started the run as a process
-//! of its own reads the same ending as a [`progress`](crate::progress) event instead.
+//! One MXC config, one sandbox, no daemon (`mxc run`, `lxc-exec`): the config is read, resolved
+//! for this host and compiled, the sandbox runs to completion with MXC's Linux semantics, and
+//! everything it set up is removed. [`run`] says how it ended ([`Outcome`]); how an entry point
+//! tells its caller (MXC's exit statuses and messages, a [`progress`](crate::progress) event for
+//! a supervisor) is the entry point's business.
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -21,7 +19,7 @@ use mxc_translate::{
     ParseOptions, RealHost, ResolveOptions, SkeletonEntry, Source, Target,
 };
 
-use crate::container::{Engine, RunOptions, RunOutcome};
+use crate::container::{Cancel, Engine, RunOptions, RunOutcome};
 use crate::egress::Resolver;
 use crate::error::EngineError;
 use crate::network::{self, AuditContext, AuditLog};
@@ -119,77 +117,6 @@ impl Outcome {
     }
 }
 
-impl Outcome {
-    /// The exit status MXC's Linux executor ends with in this case.
-    pub fn exit_status(&self) -> i32 {
-        match self {
-            Outcome::Refused(errors) if errors.class() != Class::Backend => 1,
-            Outcome::Refused(_) | Outcome::SetupFailed(_) | Outcome::Failed(_) => 255,
-            Outcome::TimedOut(_) => 255,
-            Outcome::Validated => 0,
-            Outcome::Exited(code) => *code,
-            Outcome::Stopped(signal) => 128 + signal,
-        }
-    }
-}
-
-/// Tells a command-line caller how the run ended, as MXC's Linux executor does, and returns
-/// the exit status. A dry run's verdict goes to stdout, as MXC's does.
-pub fn conclude(outcome: &Outcome, dry_run: bool) -> i32 {
-    let mut stderr = std::io::stderr().lock();
-    let joined = |errors: &ConfigErrors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    match outcome {
-        Outcome::Refused(errors) => match errors.class() {
-            Class::Request => {
-                let _ = writeln!(stderr, "Request error");
-                for error in errors.iter() {
-                    let _ = writeln!(stderr, "Configuration parse error: {error}");
-                }
-            }
-            Class::Containment => {
-                for error in errors.iter() {
-                    let _ = writeln!(stderr, "error: {error}");
-                }
-            }
-            Class::Backend => runner_failure(&mut stderr, &joined(errors), dry_run),
-        },
-        Outcome::SetupFailed(message) | Outcome::Failed(message) => {
-            runner_failure(&mut stderr, message, dry_run)
-        }
-        Outcome::Validated => println!("Dry run completed. Result: validation passed"),
-        Outcome::TimedOut(ms) => {
-            let _ = writeln!(
-                stderr,
-                "{}",
-                envelope(&format!("script timed out after {ms}ms"))
-            );
-        }
-        Outcome::Exited(_) | Outcome::Stopped(_) => {}
-    }
-    outcome.exit_status()
-}
-
-fn envelope(message: &str) -> serde_json::Value {
-    serde_json::json!({"error": {"code": "backend_error", "message": message}})
-}
-
-/// MXC's runner class: the message, then the JSON envelope on a line of its own (where a
-/// client such as SDK 0.8.0 looks for it); a dry run states the failed validation on stdout.
-fn runner_failure(stderr: &mut impl Write, message: &str, dry_run: bool) {
-    if dry_run {
-        println!("Dry run completed. Result: validation failed: {message}");
-    } else {
-        let _ = writeln!(stderr, "{message}");
-        let _ = writeln!(stderr, "{}", envelope(message));
-    }
-}
-
 /// The identity a sandbox runs as when nobody names one: the `sudo` caller, else `nobody`.
 pub fn caller_identity() -> Identity {
     let sudo = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u32>().ok());
@@ -210,9 +137,9 @@ fn unreadable(source: Source, reason: String) -> ConfigErrors {
     .into()
 }
 
-/// Runs the request to its end. `on_start` hears the sandbox's pid just before its command
-/// starts.
-pub fn run(mut request: RunRequest, on_start: &mut dyn FnMut(i32)) -> Outcome {
+/// Runs the request to its end; `cancel` stops it early. `on_start` hears the sandbox's pid
+/// just before its command starts.
+pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i32)) -> Outcome {
     let terminal = request.terminal.take();
     let (source, text) = match &request.config {
         ConfigInput::File(path) => match std::fs::read_to_string(path) {
@@ -270,28 +197,37 @@ pub fn run(mut request: RunRequest, on_start: &mut dyn FnMut(i32)) -> Outcome {
         Ok(bundle) => bundle,
         Err(e) => return Outcome::SetupFailed(format!("container {id}: {e}")),
     };
-    match run_in(
-        &request,
+    let caller = Caller {
         terminal,
-        &config.source,
-        &policy,
-        &id,
-        &bundle,
+        cancel,
         on_start,
-    ) {
+    };
+    match run_in(&request, caller, &config.source, &policy, &id, &bundle) {
         Ok(outcome) | Err(outcome) => outcome,
     }
 }
 
+/// What the caller of [`run`] brings besides the request: a terminal, a way to stop the run,
+/// and an ear for its start.
+struct Caller<'a> {
+    terminal: Option<TerminalRequest>,
+    cancel: &'a Cancel,
+    on_start: &'a mut dyn FnMut(i32),
+}
+
 fn run_in(
     request: &RunRequest,
-    terminal: Option<TerminalRequest>,
+    caller: Caller<'_>,
     source: &Source,
     policy: &mxc_translate::Policy,
     id: &str,
     bundle: &BundleDir,
-    on_start: &mut dyn FnMut(i32),
 ) -> Result<Outcome, Outcome> {
+    let Caller {
+        terminal,
+        cancel,
+        on_start,
+    } = caller;
     let setup = |message: String| Outcome::SetupFailed(message);
     let empty_root = bundle.path.join("rootfs");
 
@@ -355,7 +291,7 @@ fn run_in(
     let resolver = request.resolver.clone();
     let audit_for_network = audit.clone();
     let started = Cell::new(false);
-    let outcome = engine.run_to_completion_with(id, &bundle.path, options, |container| {
+    let outcome = engine.run_to_completion_with(id, &bundle.path, options, cancel, |container| {
         let pid = container.pid();
         let network_error = |source| EngineError::Network {
             id: id.to_string(),

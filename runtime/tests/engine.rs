@@ -11,8 +11,14 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mxc_runtime::policy::NodeContext;
-use mxc_runtime::{CreateOptions, Engine, EngineError, ExecOptions, ExitStatus, RunOutcome, Stdio};
+use mxc_runtime::{
+    Cancel, CreateOptions, Engine, EngineError, ExecOptions, ExitStatus, RunOutcome, Stdio,
+};
 use serde_json::json;
+
+fn not_cancelled() -> Cancel {
+    Cancel::new().unwrap()
+}
 
 fn engine(rt: &Runtime) -> Engine {
     Engine::new(rt.root.path()).with_node_context(NodeContext {
@@ -104,7 +110,7 @@ fn one_shot_sandbox_spec_runs_confined() {
     let bundle = sandbox_bundle(SANDBOX_CHECKS);
     let id = unique_id("sandbox");
     let outcome = engine(&rt)
-        .run_to_completion(&id, bundle.path(), None)
+        .run_to_completion(&id, bundle.path(), None, &not_cancelled())
         .unwrap();
     assert_eq!(
         outcome,
@@ -125,7 +131,9 @@ fn one_shot_status_timeout_and_failed_create() {
     let bundle = sandbox_bundle("exit 7");
     let id = unique_id("status");
     assert_eq!(
-        engine.run_to_completion(&id, bundle.path(), None).unwrap(),
+        engine
+            .run_to_completion(&id, bundle.path(), None, &not_cancelled())
+            .unwrap(),
         RunOutcome::Exited(7)
     );
     rt.assert_no_leaks(&id);
@@ -135,7 +143,12 @@ fn one_shot_status_timeout_and_failed_create() {
     let id = unique_id("timeout");
     let started = Instant::now();
     let outcome = engine
-        .run_to_completion(&id, bundle.path(), Some(Duration::from_millis(300)))
+        .run_to_completion(
+            &id,
+            bundle.path(),
+            Some(Duration::from_millis(300)),
+            &not_cancelled(),
+        )
         .unwrap();
     assert_eq!(outcome, RunOutcome::TimedOut);
     assert_eq!(outcome.code(), 137);
@@ -150,9 +163,34 @@ fn one_shot_status_timeout_and_failed_create() {
     std::fs::write(&config, spec.to_string()).unwrap();
     let id = unique_id("badargs");
     let err = engine
-        .run_to_completion(&id, bundle.path(), None)
+        .run_to_completion(&id, bundle.path(), None, &not_cancelled())
         .unwrap_err();
     assert!(matches!(err, EngineError::Libcontainer { .. }), "{err}");
+    rt.assert_no_leaks(&id);
+}
+
+#[test]
+fn a_cancelled_run_deletes_the_container() {
+    if !can_run_containers() {
+        return;
+    }
+    let rt = Runtime::new();
+    let bundle = sandbox_bundle("busybox sleep 1000 & busybox sleep 1000");
+    let id = unique_id("cancel");
+    let cancel = Cancel::new().unwrap();
+    let canceller = cancel.clone();
+    let sender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        canceller.cancel(libc::SIGTERM);
+    });
+    let err = engine(&rt)
+        .run_to_completion(&id, bundle.path(), None, &cancel)
+        .unwrap_err();
+    sender.join().unwrap();
+    assert!(
+        matches!(err, EngineError::Interrupted { signal: 15, .. }),
+        "{err}"
+    );
     rt.assert_no_leaks(&id);
 }
 

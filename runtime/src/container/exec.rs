@@ -68,7 +68,8 @@ impl ExecProcess {
         }
     }
 
-    pub(crate) fn pidfd(&self) -> Option<&PidFd> {
+    /// A pidfd on the process, opened while it was known to be this one.
+    pub fn pidfd(&self) -> Option<&PidFd> {
         self.pidfd.as_ref()
     }
 }

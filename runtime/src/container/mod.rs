@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use create::{CreateOptions, Stdio};
 pub use exec::{ExecOptions, ExecProcess};
-pub use run::{RunOptions, RunOutcome};
+pub use run::{Cancel, RunOptions, RunOutcome};
 pub use state::ContainerState;
 
 use crate::error::EngineError;
@@ -75,7 +75,8 @@ impl Container {
         }
     }
 
-    pub(crate) fn pidfd(&self) -> Option<&PidFd> {
+    /// A pidfd on the init process, opened while it was known to be this one.
+    pub fn pidfd(&self) -> Option<&PidFd> {
         self.pidfd.as_ref()
     }
 }

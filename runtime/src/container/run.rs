@@ -3,7 +3,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::instrument;
@@ -53,30 +53,28 @@ pub struct RunOptions<'a> {
     pub console_socket: Option<&'a Path>,
 }
 
-/// Signals that make a one-shot run stop and clean up.
-const STOP_SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
 impl Engine {
     /// Runs the bundle's container to completion with the caller's stdin, stdout and stderr,
     /// and returns how the workload ended. With a `timeout`, the whole container is SIGKILLed
     /// when it passes (the pid namespace takes every descendant with the init).
     ///
     /// The container is deleted before this returns, whatever happens: an error half-way, or
-    /// SIGINT, SIGTERM or SIGHUP delivered to this process (reported as
-    /// [`EngineError::Interrupted`]). While it runs, those three signals are caught process-wide;
-    /// the previous handlers are restored afterwards.
+    /// `cancel` cancelled (reported as [`EngineError::Interrupted`] with the reason given). The
+    /// engine takes no signals itself: a caller that stops on a signal cancels the token from
+    /// its own signal handling.
     #[instrument(skip_all, fields(id = %id))]
     pub fn run_to_completion(
         &self,
         id: &str,
         bundle: &Path,
         timeout: Option<Duration>,
+        cancel: &Cancel,
     ) -> Result<RunOutcome, EngineError> {
         let options = RunOptions {
             timeout,
             ..RunOptions::default()
         };
-        self.run_to_completion_with(id, bundle, options, |_| Ok(()))
+        self.run_to_completion_with(id, bundle, options, cancel, |_| Ok(()))
     }
 
     /// [`Engine::run_to_completion`] with `before_start` called on the created container
@@ -88,11 +86,17 @@ impl Engine {
         id: &str,
         bundle: &Path,
         options: RunOptions<'_>,
+        cancel: &Cancel,
         before_start: impl FnOnce(&Container) -> Result<G, EngineError>,
     ) -> Result<RunOutcome, EngineError> {
         let timeout = options.timeout;
-        let stop =
-            StopSignals::install().map_err(|e| EngineError::io("installing signal handlers", e))?;
+        let interrupted = |signal| EngineError::Interrupted {
+            id: id.to_string(),
+            signal,
+        };
+        if let Some(signal) = cancel.cancelled() {
+            return Err(interrupted(signal));
+        }
         let options = CreateOptions {
             die_with_caller: self.bound_to_caller,
             console_socket: options.console_socket.map(Path::to_path_buf),
@@ -102,11 +106,8 @@ impl Engine {
         let mut guard = None;
         let outcome = (|| {
             guard = Some(before_start(&container)?);
-            if let Some(sig) = stop.received() {
-                return Err(EngineError::Interrupted {
-                    id: id.to_string(),
-                    signal: sig,
-                });
+            if let Some(signal) = cancel.cancelled() {
+                return Err(interrupted(signal));
             }
             self.start(id)?;
             let Some(pidfd) = container.pidfd() else {
@@ -135,7 +136,7 @@ impl Engine {
                         revents: 0,
                     },
                     libc::pollfd {
-                        fd: stop.read_fd(),
+                        fd: cancel.read_fd(),
                         events: libc::POLLIN,
                         revents: 0,
                     },
@@ -156,12 +157,9 @@ impl Engine {
                         Err(e) => Err(EngineError::io(format!("container {id}: reaping"), e)),
                     };
                 }
-                if let Some(sig) = stop.received() {
-                    tracing::info!(signal = sig, "interrupted: killing the container");
-                    return Err(EngineError::Interrupted {
-                        id: id.to_string(),
-                        signal: sig,
-                    });
+                if let Some(signal) = cancel.cancelled() {
+                    tracing::info!(signal, "cancelled: killing the container");
+                    return Err(interrupted(signal));
                 }
             }
         })();
@@ -171,7 +169,6 @@ impl Engine {
             let _ = pidfd.reap(false);
         }
         drop(guard);
-        drop(stop);
         match (outcome, deleted) {
             (Err(err), _) => Err(err),
             (Ok(_), Err(err)) => Err(err),
@@ -180,36 +177,26 @@ impl Engine {
     }
 }
 
-/// Write ends of the self-pipes of the one-shot runs in progress in this process; the signal
-/// handler writes the signal number to each. A fixed array, because a handler may not lock.
-const MAX_RUNS: usize = 64;
-static STOP_PIPES: [AtomicI32; MAX_RUNS] = [const { AtomicI32::new(-1) }; MAX_RUNS];
-
-/// How many runs have the handlers installed, and the dispositions to restore after the last.
-static HANDLERS: Mutex<(usize, Vec<(i32, libc::sigaction)>)> = Mutex::new((0, Vec::new()));
-
-extern "C" fn on_stop_signal(sig: libc::c_int) {
-    let byte = sig as u8;
-    for slot in &STOP_PIPES {
-        let fd = slot.load(Ordering::Relaxed);
-        if fd >= 0 {
-            // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking.
-            unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
-        }
-    }
+/// Stops runs from outside: the caller's own signal handling or another thread cancels, and
+/// every run watching the token kills and deletes its container and returns
+/// [`EngineError::Interrupted`] with the reason given. Clones share one token; once cancelled it
+/// stays cancelled.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    inner: Arc<CancelPipe>,
 }
 
-/// SIGINT, SIGTERM and SIGHUP caught into a pipe for as long as this lives. Several runs in
-/// one process each get every signal; the handlers go when the last run ends.
-struct StopSignals {
+#[derive(Debug)]
+struct CancelPipe {
+    /// Readable once cancelled (never drained, so that every waiter sees it).
     read: OwnedFd,
-    /// Kept open while its number sits in `STOP_PIPES`.
-    _write: OwnedFd,
-    slot: usize,
+    write: OwnedFd,
+    /// The first reason given (a signal number); 0 while not cancelled.
+    reason: AtomicI32,
 }
 
-impl StopSignals {
-    fn install() -> std::io::Result<StopSignals> {
+impl Cancel {
+    pub fn new() -> std::io::Result<Cancel> {
         let mut fds = [0; 2];
         // SAFETY: pipe2 fills two descriptors.
         if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
@@ -217,61 +204,39 @@ impl StopSignals {
         }
         // SAFETY: both descriptors were just created and are owned here.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let slot = STOP_PIPES
-            .iter()
-            .position(|slot| {
-                slot.compare_exchange(-1, write.as_raw_fd(), Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            })
-            .ok_or_else(|| std::io::Error::other("too many one-shot runs at once"))?;
-        let mut handlers = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
-        if handlers.0 == 0 {
-            for sig in STOP_SIGNALS {
-                // SAFETY: installing a handler that only calls write(2); the old one is kept.
-                unsafe {
-                    let mut action: libc::sigaction = std::mem::zeroed();
-                    action.sa_sigaction = on_stop_signal as *const () as usize;
-                    action.sa_flags = libc::SA_RESTART;
-                    libc::sigemptyset(&mut action.sa_mask);
-                    let mut old: libc::sigaction = std::mem::zeroed();
-                    if libc::sigaction(sig, &action, &mut old) == 0 {
-                        handlers.1.push((sig, old));
-                    }
-                }
-            }
-        }
-        handlers.0 += 1;
-        Ok(StopSignals {
-            read,
-            _write: write,
-            slot,
+        Ok(Cancel {
+            inner: Arc::new(CancelPipe {
+                read,
+                write,
+                reason: AtomicI32::new(0),
+            }),
         })
     }
 
-    fn read_fd(&self) -> i32 {
-        self.read.as_raw_fd()
+    /// Cancels every run watching this token; `signal` is the reason they report (the first
+    /// one given wins).
+    pub fn cancel(&self, signal: i32) {
+        // A reason of 0 would read as "not cancelled" while the pipe says otherwise.
+        let signal = if signal > 0 { signal } else { libc::SIGTERM };
+        let _ = self
+            .inner
+            .reason
+            .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        let byte = 1u8;
+        // SAFETY: a one-byte write to our non-blocking pipe.
+        unsafe { libc::write(self.inner.write.as_raw_fd(), (&byte as *const u8).cast(), 1) };
     }
 
-    /// The first stop signal received so far, if any.
-    fn received(&self) -> Option<i32> {
-        let mut byte = 0u8;
-        // SAFETY: a one-byte read from our non-blocking pipe.
-        let n = unsafe { libc::read(self.read.as_raw_fd(), (&mut byte as *mut u8).cast(), 1) };
-        (n == 1).then_some(byte as i32)
-    }
-}
-
-impl Drop for StopSignals {
-    fn drop(&mut self) {
-        let mut handlers = HANDLERS.lock().unwrap_or_else(|e| e.into_inner());
-        handlers.0 -= 1;
-        if handlers.0 == 0 {
-            for (sig, old) in handlers.1.drain(..) {
-                // SAFETY: restoring the action saved when the first run installed ours.
-                unsafe { libc::sigaction(sig, &old, std::ptr::null_mut()) };
-            }
+    /// The reason given, once cancelled.
+    pub fn cancelled(&self) -> Option<i32> {
+        match self.inner.reason.load(Ordering::SeqCst) {
+            0 => None,
+            signal => Some(signal),
         }
-        STOP_PIPES[self.slot].store(-1, Ordering::SeqCst);
+    }
+
+    fn read_fd(&self) -> i32 {
+        self.inner.read.as_raw_fd()
     }
 }
 
@@ -291,22 +256,21 @@ mod tests {
     }
 
     #[test]
-    fn stop_signals_are_caught_and_handlers_restored() {
-        let stop = StopSignals::install().unwrap();
-        let other = StopSignals::install().unwrap();
-        assert_eq!(stop.received(), None);
-        // SAFETY: raising a signal whose handler is installed above.
-        unsafe { libc::raise(libc::SIGHUP) };
-        assert_eq!(stop.received(), Some(libc::SIGHUP));
-        assert_eq!(other.received(), Some(libc::SIGHUP), "every run hears it");
-        drop(stop);
-        drop(other);
-        // SAFETY: reading the current disposition only.
-        let current = unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            libc::sigaction(libc::SIGHUP, std::ptr::null(), &mut old);
-            old.sa_sigaction
-        };
-        assert_ne!(current, on_stop_signal as *const () as usize);
+    fn a_cancel_reaches_every_clone_and_keeps_its_first_reason() {
+        let cancel = Cancel::new().unwrap();
+        let clone = cancel.clone();
+        assert_eq!(cancel.cancelled(), None);
+        std::thread::spawn(move || clone.cancel(libc::SIGHUP))
+            .join()
+            .unwrap();
+        cancel.cancel(libc::SIGINT);
+        assert_eq!(cancel.cancelled(), Some(libc::SIGHUP));
+        let mut fds = [libc::pollfd {
+            fd: cancel.read_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd; a zero timeout.
+        assert_eq!(unsafe { libc::poll(fds.as_mut_ptr(), 1, 0) }, 1, "readable");
     }
 }

@@ -19,7 +19,7 @@ use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use super::args::{GlobalOptions, LogFormat};
+use crate::args::{GlobalOptions, LogFormat};
 
 /// Formats one runc-style line (without the newline).
 pub fn format_line(

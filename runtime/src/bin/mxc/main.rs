@@ -1,5 +1,10 @@
-//! `mxc`: MXC execution configs on Linux, enforced. `check` validates a config, `translate`
-//! prints the OCI spec it compiles to, `explain` tells a reviewer what enforces each field.
+//! `mxc`: MXC execution configs on Linux, enforced. `run` runs one in a sandbox (MXC's
+//! executor contract: `../shared/executor_contract.rs`), `check` validates a config,
+//! `translate` prints the OCI spec it compiles to, `explain` tells a reviewer what enforces each
+//! field.
+
+#[path = "../shared/executor_contract.rs"]
+mod executor_contract;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -205,6 +210,7 @@ fn resolve_for_run(
 
 fn run(args: RunArgs) -> Result<ExitCode> {
     use mxc_runtime::oneshot;
+    let cancel = executor_contract::cancel_on_signals().context("handling signals")?;
     let request = oneshot::RunRequest {
         config: oneshot::ConfigInput::File(args.file),
         rootfs: args.target.rootfs.clone(),
@@ -222,8 +228,8 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         dry_run: false,
         terminal: None,
     };
-    let code = oneshot::conclude(&oneshot::run(request, &mut |_| {}), false);
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    let outcome = oneshot::run(request, &cancel, &mut |_| {});
+    Ok(executor_contract::report(&outcome, false))
 }
 
 fn check(args: CheckArgs) -> Result<ExitCode> {

@@ -1,12 +1,15 @@
 //! `lxc-exec`: MXC's Linux executor's command line, running configs with this project's
 //! engine, so that MXC's SDK and scripts can use mxc-oci where they would use MXC's own
 //! executor (`MXC_BIN_DIR`). Exit statuses, stderr lines and the JSON error envelope follow
-//! MXC's; see `oneshot::conclude`.
+//! MXC's (`../shared/executor_contract.rs`).
 //!
 //! `libmxc_ffi.so` starts it once per sandbox with three more descriptors: the request
 //! (`--config /dev/fd/3`), a progress descriptor for events instead of stderr lines
 //! (`--report-fd`), and a control descriptor (`--control-fd`) that carries terminal sizes and
 //! whose end means the library's process is gone, so the sandbox is removed.
+
+#[path = "../shared/executor_contract.rs"]
+mod executor_contract;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -86,18 +89,17 @@ fn main() -> ExitCode {
     mxc_runtime::helper::run_if_requested();
     let cli = Cli::parse();
     logging(cli.debug, cli.log_file.as_ref());
-    let code = if cli.available_backends {
+    if cli.available_backends {
         println!("{}", available_backends());
-        0
+        ExitCode::SUCCESS
     } else if cli.setup_hyperlight.is_some() {
         eprintln!("hyperlight setup failed: Hyperlight is not available with mxc-oci");
-        1
+        ExitCode::from(1)
     } else if cli.delete {
-        delete(cli.containername.as_deref())
+        ExitCode::from(delete(cli.containername.as_deref()))
     } else {
         execute(cli)
-    };
-    ExitCode::from(code.clamp(0, 255) as u8)
+    }
 }
 
 /// Diagnostics only when asked for: stderr belongs to the workload.
@@ -144,7 +146,7 @@ fn available_backends() -> serde_json::Value {
 }
 
 /// `--delete --containername NAME`: removes what remains of a sandbox.
-fn delete(name: Option<&str>) -> i32 {
+fn delete(name: Option<&str>) -> u8 {
     let Some(name) = name else {
         eprintln!("Error: --containername is required with --delete");
         return 1;
@@ -174,7 +176,8 @@ fn inherited(fd: RawFd) -> Option<OwnedFd> {
 }
 
 /// Reads the control descriptor: `resize ROWS COLUMNS` lines go to the terminal; its end
-/// means the supervisor is gone, and this process stops (SIGTERM removes the sandbox).
+/// means the supervisor is gone, and this process stops (SIGTERM cancels the run, which
+/// removes the sandbox).
 fn control(fd: OwnedFd, sizes: Option<Sender<(u16, u16)>>) {
     std::thread::spawn(move || {
         let lines = BufReader::new(File::from(fd)).lines();
@@ -196,8 +199,15 @@ fn control(fd: OwnedFd, sizes: Option<Sender<(u16, u16)>>) {
     });
 }
 
-fn execute(cli: Cli) -> i32 {
+fn execute(cli: Cli) -> ExitCode {
     let mut report = cli.report_fd.and_then(inherited).map(ProgressWriter::new);
+    let cancel = match executor_contract::cancel_on_signals() {
+        Ok(cancel) => cancel,
+        Err(error) => {
+            eprintln!("error: handling signals: {error}");
+            return ExitCode::from(255);
+        }
+    };
     let config = match (&cli.config_path, &cli.config, &cli.config_base64) {
         (Some(path), _, _) | (None, Some(path), _) => ConfigInput::File(path.clone()),
         (None, None, Some(encoded)) => {
@@ -213,7 +223,7 @@ fn execute(cli: Cli) -> i32 {
                 None => {
                     eprintln!("Request error");
                     eprintln!("Configuration parse error: Failed to decode base64 configuration");
-                    return 1;
+                    return ExitCode::from(1);
                 }
             }
         }
@@ -221,7 +231,7 @@ fn execute(cli: Cli) -> i32 {
             eprintln!(
                 "Error: No config provided. Use a positional path, --config, or --config-base64"
             );
-            return 1;
+            return ExitCode::from(1);
         }
     };
     // The library's request arrives on a descriptor; messages call it what it is.
@@ -266,7 +276,7 @@ fn execute(cli: Cli) -> i32 {
         dry_run: cli.dry_run,
         terminal,
     };
-    let outcome = oneshot::run(request, &mut |pid| {
+    let outcome = oneshot::run(request, &cancel, &mut |pid| {
         if let Some(report) = report.as_mut() {
             report.send(&Event::Started { pid });
         }
@@ -274,8 +284,8 @@ fn execute(cli: Cli) -> i32 {
     match report.as_mut() {
         Some(report) => {
             report.send(&outcome.event());
-            outcome.exit_status()
+            ExitCode::from(executor_contract::exit_status(&outcome).clamp(0, 255) as u8)
         }
-        None => oneshot::conclude(&outcome, cli.dry_run),
+        None => executor_contract::report(&outcome, cli.dry_run),
     }
 }

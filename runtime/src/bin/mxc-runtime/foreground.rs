@@ -6,8 +6,9 @@ use std::os::fd::AsRawFd;
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::console::Relay;
-use crate::process::{ExitStatus, PidFd};
+use mxc_runtime::process::{ExitStatus, PidFd};
+
+use crate::console::Relay;
 
 /// Blocks every signal in this thread (and the threads and processes it starts afterwards;
 /// the container's executor restores the defaults). Call before creating the container.

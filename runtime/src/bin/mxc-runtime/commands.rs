@@ -1,28 +1,24 @@
-//! `mxc-runtime`'s runc-compatible command line: argument definitions (`args`), runc-style
-//! logging (`logging`), and one function per subcommand that calls the engine.
-
-pub mod args;
-mod console;
-mod foreground;
-pub mod logging;
+//! One function per subcommand: each reads its arguments and calls the engine.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-pub use args::{Cli, Command, GlobalOptions, LogFormat};
+use mxc_runtime::policy::NodeContext;
+use mxc_runtime::process::ExitStatus;
+use mxc_runtime::signal::Signal;
+use mxc_runtime::stats::Event;
+use mxc_runtime::{CreateOptions, Engine, EngineError, ExecOptions, Stdio};
 
-use crate::container::{CreateOptions, Engine, ExecOptions, Stdio};
-use crate::error::EngineError;
-use crate::policy::NodeContext;
-use crate::process::ExitStatus;
-use crate::resources::{resources_from_json, ResourceFlags};
-use crate::signal::Signal;
-use crate::stats::Event;
+use crate::args::{self, Cli, Command};
+use crate::resources::{resources_from_json, ResourceFlags, ResourcesError};
+use crate::{console, foreground};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Resources(#[from] ResourcesError),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -74,10 +70,12 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Kill(k) => {
-            let signal: Signal = k
-                .signal
-                .parse()
-                .map_err(|e: crate::signal::ParseSignalError| CliError::Usage(e.to_string()))?;
+            let signal: Signal =
+                k.signal
+                    .parse()
+                    .map_err(|e: mxc_runtime::signal::ParseSignalError| {
+                        CliError::Usage(e.to_string())
+                    })?;
             engine.kill(&k.container_id, signal, k.all)?;
             Ok(0)
         }
@@ -101,7 +99,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Update(u) => update(&engine, u),
         Command::List(l) => list(&engine, l),
         Command::Features(_) => {
-            print_json_pretty(&crate::features::features())?;
+            print_json_pretty(&mxc_runtime::features::features())?;
             Ok(0)
         }
         Command::Spec(s) => spec(s),
@@ -308,20 +306,21 @@ fn ps(engine: &Engine, p: liboci_cli::Ps) -> Result<i32, CliError> {
 fn events(engine: &Engine, e: args::Events) -> Result<i32, CliError> {
     let id = e.container_id;
     // Ok(false): whoever read the events went away (a closed pipe); stop quietly.
-    let print = |kind: &str, data: Option<&crate::stats::RuncStats>| -> Result<bool, CliError> {
-        let line = serde_json::to_string(&Event {
-            kind,
-            id: &id,
-            data,
-        })
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-        let mut out = std::io::stdout().lock();
-        match writeln!(out, "{line}").and_then(|_| out.flush()) {
-            Ok(()) => Ok(true),
-            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-            Err(err) => Err(io("writing to stdout")(err)),
-        }
-    };
+    let print =
+        |kind: &str, data: Option<&mxc_runtime::stats::RuncStats>| -> Result<bool, CliError> {
+            let line = serde_json::to_string(&Event {
+                kind,
+                id: &id,
+                data,
+            })
+            .map_err(|e| CliError::Usage(e.to_string()))?;
+            let mut out = std::io::stdout().lock();
+            match writeln!(out, "{line}").and_then(|_| out.flush()) {
+                Ok(()) => Ok(true),
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+                Err(err) => Err(io("writing to stdout")(err)),
+            }
+        };
     if e.stats {
         let stats = engine.stats(&id)?;
         print("stats", Some(&stats))?;
@@ -329,7 +328,7 @@ fn events(engine: &Engine, e: args::Events) -> Result<i32, CliError> {
     }
     let mut ooms = engine.oom_kills(&id)?;
     loop {
-        if engine.state(&id)?.status == crate::record::Status::Stopped {
+        if engine.state(&id)?.status == mxc_runtime::Status::Stopped {
             return Ok(0);
         }
         let now = engine.oom_kills(&id)?;
@@ -362,7 +361,7 @@ fn update(engine: &Engine, u: args::Update) -> Result<i32, CliError> {
             } else {
                 bytes = std::fs::read(path).map_err(io(format!("reading {}", path.display())))?;
             }
-            resources_from_json(&bytes).map_err(EngineError::from)?
+            resources_from_json(&bytes)?
         }
         None => {
             let flags = ResourceFlags {
@@ -437,7 +436,7 @@ fn spec(s: liboci_cli::Spec) -> Result<i32, CliError> {
             path.display()
         )));
     }
-    let value = crate::spec::default_spec(s.rootless).map_err(CliError::Usage)?;
+    let value = mxc_runtime::spec::default_spec(s.rootless).map_err(CliError::Usage)?;
     let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::Usage(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(io(format!("writing {}", path.display())))?;
     Ok(0)

@@ -1,8 +1,27 @@
 //! `mxc-runtime`: a runc-compatible OCI runtime that applies MXC policies.
+//!
+//! | file | what lands there |
+//! |---|---|
+//! | `main.rs` | start-up: the engine's helpers, the read-only view of the binary, logging |
+//! | `args.rs` | the command line, as runc parses it |
+//! | `commands.rs` | one function per subcommand, calling the engine |
+//! | `foreground.rs` | `run` and `exec` in the foreground: signals forwarded, the exit status |
+//! | `console.rs` | a terminal of its own when the caller gave no console socket |
+//! | `resources.rs` | `update`'s flags and JSON |
+//! | `logging.rs` | runc-style logging (`--log`, `--log-format`) |
+
+mod args;
+mod commands;
+mod console;
+mod foreground;
+mod logging;
+mod resources;
 
 use clap::Parser;
-use mxc_runtime::cli::{self, logging::Logging, Cli};
 use mxc_runtime::error::error_chain;
+
+use args::Cli;
+use logging::Logging;
 
 fn main() {
     mxc_runtime::helper::run_if_requested();
@@ -16,7 +35,7 @@ fn main() {
     let cli = Cli::parse();
     let logging = Logging::init(&cli.global);
     tracing::debug!(args = ?std::env::args().collect::<Vec<_>>(), "mxc-runtime started");
-    match cli::run(cli) {
+    match commands::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(err) => {
             logging.report_error(&error_chain(&err));
