@@ -13,6 +13,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
+use mxc_translate::compile::nftables;
 use mxc_translate::hosts::HostRule;
 use mxc_translate::{
     one_shot, parse, resolve, Class, ConfigError, ConfigErrors, Expect, Identity, OneShotOptions,
@@ -22,7 +23,10 @@ use mxc_translate::{
 use crate::container::{Cancel, Engine, RunOptions, RunOutcome};
 use crate::egress::Resolver;
 use crate::error::EngineError;
-use crate::network::{self, AuditContext, AuditLog};
+use crate::network::{
+    self, AuditContext, AuditLog, AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions,
+    ResolvedNames,
+};
 use crate::policy::NodeContext;
 use crate::progress::Event;
 
@@ -258,7 +262,7 @@ fn run_in(
             container_id: id.to_string(),
             policy_sha256: policy.sha256.clone(),
             log: AuditLog::open(path).map_err(|e| setup(e.to_string()))?,
-            group: mxc_translate::compile::nftables::AUDIT_GROUP,
+            group: nftables::AUDIT_GROUP,
         }),
         None => None,
     };
@@ -287,19 +291,31 @@ fn run_in(
             .map(|ms| Duration::from_millis(u64::from(ms))),
         console_socket: console.as_ref().map(|c| c.path()),
     };
-    let plan = policy.network.clone();
-    let resolver = request.resolver.clone();
-    let audit_for_network = audit.clone();
+    let network_error = |source| EngineError::Network {
+        id: id.to_string(),
+        source,
+    };
+    let plan_options = PlanOptions {
+        connectivity: Connectivity::Userspace,
+        lifetime: Lifetime::Caller,
+        table: nftables::TABLE.to_string(),
+        log_group: nftables::AUDIT_GROUP,
+        audit: request.audit_log.as_ref().map(|log| AuditTarget {
+            log: log.clone(),
+            container_id: id.to_string(),
+            policy_sha256: policy.sha256.clone(),
+            group: nftables::AUDIT_GROUP,
+        }),
+        resolver: request.resolver.clone(),
+    };
+    // Host names are the egress proxy's business here: nothing is resolved in advance.
+    let network_setup = HostNetwork::gather(&policy.network, ResolvedNames::default())
+        .and_then(|host| network::plan(&policy.network, plan_options, &host))
+        .map_err(|e| setup(network_error(e).to_string()))?;
     let started = Cell::new(false);
     let outcome = engine.run_to_completion_with(id, &bundle.path, options, cancel, |container| {
         let pid = container.pid();
-        let network_error = |source| EngineError::Network {
-            id: id.to_string(),
-            source,
-        };
-        network::bring_up_loopback(pid).map_err(network_error)?;
-        let network =
-            network::attach(pid, &plan, &resolver, audit_for_network).map_err(network_error)?;
+        let network = network::apply(pid, &network_setup).map_err(network_error)?;
         let relay = match (&console, terminal) {
             (Some(console), Some(terminal)) => {
                 let master = console

@@ -10,7 +10,7 @@ use tracing::instrument;
 use super::{cgroup, validate_id, Container, Engine};
 use crate::error::EngineError;
 use crate::executor::WorkloadExecutor;
-use crate::network::{AuditTarget, Connectivity};
+use crate::network::{AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions};
 use crate::process::InitProcess;
 use crate::record::{write_atomic, ContainerRecord, Phase, PolicyRecord, CONFIG_FILE};
 use crate::spec;
@@ -43,9 +43,6 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Extra descriptors (3 ..= 2 + n) that the init process keeps.
     pub preserve_fds: i32,
-    /// The caller lives as long as the container (the shim): network helpers run inside it
-    /// and stop with the returned [`Container`]. Otherwise they run detached until delete.
-    pub network_in_process: bool,
     /// The workload is SIGKILLed when the creating process dies (`mxc run`).
     pub die_with_caller: bool,
 }
@@ -205,8 +202,9 @@ impl Engine {
         record.init = Some(init);
         self.save_record(&record)?;
         // The network is enforced before the process can start: rules in its namespace,
-        // connectivity for a namespace of our own, the denial listener.
-        let mut network = None;
+        // connectivity for a namespace of our own, the denial listener. The caller exits after
+        // create: what must outlive it runs detached, recorded so that delete stops it, and
+        // rules in an engine's namespace are recorded so that delete removes them.
         if let Some(plan) = &effective.policy.network {
             let connectivity = if crate::network::engine_provides_network(&effective.json) {
                 Connectivity::EngineProvided
@@ -224,24 +222,25 @@ impl Engine {
                 source,
             };
             let table = mxc_translate::compile::nftables::table_for(id);
-            if options.network_in_process {
-                network = Some(
-                    crate::network::attach_bundle(pid, plan, connectivity, audit, &table)
-                        .map_err(network_error)?,
-                );
-            } else {
-                // The caller exits after create: what must outlive it runs detached, recorded
-                // so that delete stops it, and rules in an engine's namespace are recorded so
-                // that delete removes them.
-                if let Some(path) = crate::network::engine_netns_path(&effective.json) {
-                    record.network_table = Some((path, table.clone()));
-                    self.save_record(&record)?;
-                }
-                let helpers =
-                    crate::network::attach_detached(pid, plan, connectivity, audit, &table)
-                        .map_err(network_error)?;
-                record.helpers = helpers;
+            if let Some(path) = crate::network::engine_netns_path(&effective.json) {
+                record.network_table = Some((path, table.clone()));
+                self.save_record(&record)?;
             }
+            let options = PlanOptions {
+                connectivity,
+                lifetime: Lifetime::Container,
+                table,
+                log_group: audit.as_ref().map_or(0, |a| a.group),
+                audit,
+                resolver: crate::egress::Resolver::System,
+            };
+            let setup = crate::network::policy_names(plan)
+                .and_then(|names| HostNetwork::gather(plan, names))
+                .and_then(|host| crate::network::plan(plan, options, &host))
+                .map_err(network_error)?;
+            record.helpers = crate::network::apply(pid, &setup)
+                .map_err(network_error)?
+                .detach();
         }
         record.phase = Phase::Created;
         self.save_record(&record)?;
@@ -250,7 +249,6 @@ impl Engine {
             id: id.to_string(),
             init,
             pidfd,
-            _network: network,
         })
     }
 

@@ -52,8 +52,6 @@ pub struct Container {
     id: String,
     init: InitProcess,
     pidfd: Option<PidFd>,
-    /// Network enforcement that lives in this process (shim mode); dropped with the container.
-    _network: Option<crate::network::NetworkAttachment>,
 }
 
 impl Container {

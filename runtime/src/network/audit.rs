@@ -67,6 +67,7 @@ pub struct AuditContext {
     pub group: u16,
 }
 
+#[derive(Debug)]
 pub struct AuditListener {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use super::{netns, NetworkError};
 
+#[derive(Debug)]
 pub struct Relay {
     stop: Arc<AtomicBool>,
     listener_fd: i32,
@@ -20,7 +21,6 @@ pub struct Relay {
 
 impl Relay {
     pub fn start(pid: i32, listen: SocketAddr, target: SocketAddr) -> Result<Relay, NetworkError> {
-        super::bring_up_loopback(pid)?;
         let listener = netns::in_netns(pid, move || TcpListener::bind(listen)).map_err(|e| {
             NetworkError::Relay(format!("listening on {listen} in the sandbox: {e}"))
         })?;

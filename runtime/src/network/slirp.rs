@@ -19,6 +19,7 @@ const READY_LIMIT: Duration = Duration::from_secs(10);
 const READY_FD: i32 = 3;
 const EXIT_FD: i32 = 4;
 
+#[derive(Debug)]
 pub struct Slirp {
     child: Child,
     /// Closing it tells slirp4netns to exit.

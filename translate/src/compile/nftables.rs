@@ -37,6 +37,16 @@ pub fn table_for(id: &str) -> String {
     format!("mxc_{hex}")
 }
 
+/// Loopback only, whatever interfaces an engine adds later: the ruleset of an isolated plan in
+/// a namespace the engine provides (in one the runtime creates, loopback is all there is).
+pub fn isolated(table: &str) -> String {
+    format!(
+        "table inet {table} {{\n  chain output {{ type filter hook output priority 0; policy drop; oif \"lo\" accept; }}\n  \
+         chain input {{ type filter hook input priority 0; policy drop; iif \"lo\" accept; }}\n  \
+         chain forward {{ type filter hook forward priority 0; policy drop; }}\n}}\n"
+    )
+}
+
 /// What the ruleset needs to know beyond the policy.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkFacts {

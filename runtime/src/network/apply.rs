@@ -1,0 +1,148 @@
+//! Applying a [`NetworkSetup`] to a created container, before its process starts: loopback up,
+//! the ruleset installed, then each service started, beside the caller or detached from it as
+//! the setup's [`Lifetime`] says.
+
+use mxc_translate::compile::capture::Namespace;
+
+use super::audit::{self, AuditContext, AuditListener, AuditLog};
+use super::plan::{Lifetime, NetworkSetup, Service};
+use super::relay::Relay;
+use super::slirp::{self, Slirp};
+use super::{bring_up_loopback, install_rules, stop_helpers, AuditTarget, NetworkError};
+use crate::egress::capture::Capture;
+use crate::egress::{Egress, EgressAudit};
+use crate::process::InitProcess;
+
+/// What runs for one container's network. Dropping it stops everything it holds; bundle mode
+/// hands its detached processes over to the container's record instead ([`Self::detach`]).
+#[derive(Debug, Default)]
+pub struct NetworkAttachment {
+    running: Vec<Running>,
+}
+
+#[derive(Debug)]
+enum Running {
+    Egress(Capture),
+    Stack(Slirp),
+    DenialLog(AuditListener),
+    Relay(Relay),
+    /// A process of its own, which outlives the caller until it is stopped.
+    Detached(InitProcess),
+}
+
+/// Applies `setup` to the container whose init process is `pid` (created, not started). On an
+/// error, whatever was started is stopped again.
+pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, NetworkError> {
+    if setup.loopback_up {
+        bring_up_loopback(pid)?;
+    }
+    if let Some(rules) = &setup.rules {
+        install_rules(pid, &rules.text)?;
+    }
+    let mut attachment = NetworkAttachment::default();
+    for service in &setup.services {
+        attachment
+            .running
+            .push(start(pid, service, setup.lifetime)?);
+    }
+    Ok(attachment)
+}
+
+fn audit_context(target: &AuditTarget) -> Result<AuditContext, NetworkError> {
+    Ok(AuditContext {
+        container_id: target.container_id.clone(),
+        policy_sha256: target.policy_sha256.clone(),
+        log: AuditLog::open(&target.log)?,
+        group: target.group,
+    })
+}
+
+fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, NetworkError> {
+    let outlives_caller = |what: &str| {
+        NetworkError::Relay(format!("{what} cannot outlive the process that started it"))
+    };
+    Ok(match (service, lifetime) {
+        (
+            Service::EgressProxy {
+                filter,
+                resolver,
+                host_addresses,
+                table,
+                log_group,
+                audit,
+            },
+            Lifetime::Caller,
+        ) => {
+            let audit = match audit {
+                Some(target) => Some(EgressAudit {
+                    log: AuditLog::open(&target.log)?,
+                    container_id: target.container_id.clone(),
+                    policy_sha256: target.policy_sha256.clone(),
+                }),
+                None => None,
+            };
+            let mut egress = Egress::new(filter, resolver.clone(), audit);
+            egress.host_addresses = host_addresses.clone();
+            Running::Egress(Capture::start(
+                pid,
+                egress,
+                Namespace::Own,
+                table,
+                *log_group,
+            )?)
+        }
+        (Service::EgressProxy { .. }, Lifetime::Container) => {
+            return Err(outlives_caller("the egress proxy"))
+        }
+        (Service::DenialLog(target), Lifetime::Caller) => {
+            Running::DenialLog(AuditListener::start(pid, audit_context(target)?)?)
+        }
+        (Service::DenialLog(target), Lifetime::Container) => {
+            Running::Detached(audit::spawn_detached_listener(pid, target)?)
+        }
+        (Service::ProxyRelay { listen, target }, Lifetime::Caller) => {
+            Running::Relay(Relay::start(pid, *listen, *target)?)
+        }
+        (Service::ProxyRelay { .. }, Lifetime::Container) => {
+            return Err(outlives_caller("a proxy relay"))
+        }
+        (Service::UserspaceStack, Lifetime::Caller) => Running::Stack(Slirp::start(pid)?),
+        (Service::UserspaceStack, Lifetime::Container) => {
+            Running::Detached(slirp::spawn_detached(pid)?)
+        }
+    })
+}
+
+impl NetworkAttachment {
+    /// The detached processes, for the container's record (delete stops them); whatever else
+    /// it holds stops now.
+    pub fn detach(mut self) -> Vec<InitProcess> {
+        let mut detached = Vec::new();
+        self.running.retain(|item| match item {
+            Running::Detached(process) => {
+                detached.push(*process);
+                false
+            }
+            _ => true,
+        });
+        detached
+    }
+}
+
+impl Drop for NetworkAttachment {
+    fn drop(&mut self) {
+        // The reverse of the start order: connectivity goes before the denial log.
+        let mut detached = Vec::new();
+        while let Some(item) = self.running.pop() {
+            match item {
+                Running::Stack(slirp) => slirp.stop(),
+                Running::Detached(process) => detached.push(process),
+                // Each stops when dropped: the denial log drains what is queued first.
+                Running::Egress(capture) => drop(capture),
+                Running::DenialLog(listener) => drop(listener),
+                Running::Relay(relay) => drop(relay),
+            }
+        }
+        stop_helpers(&detached);
+    }
+}
