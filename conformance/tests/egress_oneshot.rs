@@ -27,7 +27,7 @@ impl Outcome {
     fn denials(&self) -> Vec<&Value> {
         self.audit
             .iter()
-            .filter(|r| r["event"] == "network.denied")
+            .filter(|r| r["event"] == "network.denied" || r["event"] == "name.denied")
             .collect()
     }
 

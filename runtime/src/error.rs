@@ -69,6 +69,9 @@ pub enum EngineError {
     #[error("{0}")]
     InvalidArgument(String),
 
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+
     #[error("container {id}: network: {source}")]
     Network {
         id: String,

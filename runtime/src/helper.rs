@@ -25,10 +25,12 @@ pub(crate) enum Helper {
         /// The container's init process (its network namespace is the one to listen in).
         pid: i32,
         container_id: String,
-        policy_sha256: String,
+        policy_sha256: Option<String>,
         log: PathBuf,
         /// The NFLOG group the container's rules log to.
         group: u16,
+        /// Where to report records that could not be written.
+        report: Option<PathBuf>,
     },
 }
 
@@ -62,15 +64,15 @@ impl Helper {
                 policy_sha256,
                 log,
                 group,
+                report,
             } => {
-                let log = crate::network::AuditLog::open(&log).map_err(|e| e.to_string())?;
-                let context = crate::network::AuditContext {
+                let audit = crate::audit::ContainerAudit {
+                    log: crate::audit::AuditLog::open(&log).map_err(|e| e.to_string())?,
                     container_id,
                     policy_sha256,
-                    group,
-                    log,
                 };
-                crate::network::run_detached_listener(pid, context).map_err(|e| e.to_string())
+                crate::audit::nflog::run_detached(pid, audit, group, report.as_deref())
+                    .map_err(|e| e.to_string())
             }
         }
     }
@@ -102,9 +104,10 @@ mod tests {
         let helper = Helper::AuditListen {
             pid: 42,
             container_id: "c1".into(),
-            policy_sha256: "ab".into(),
+            policy_sha256: Some("ab".into()),
             log: PathBuf::from("/var/log/mxc/audit.jsonl"),
             group: 7,
+            report: Some(PathBuf::from("/run/mxc-runtime/c1/audit-failures")),
         };
         let command = helper.command();
         let mut args: Vec<OsString> = vec![command.get_program().into()];

@@ -6,6 +6,7 @@
 //! points: each binary (`src/bin/*/`) reads its own command line, handles its own signals and
 //! calls [`helper::run_if_requested`] first.
 
+pub mod audit;
 pub mod console;
 pub mod container;
 pub mod egress;
@@ -26,7 +27,7 @@ pub mod stats;
 
 pub use container::{
     Cancel, Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOptions,
-    RunOutcome, Stdio,
+    RunOutcome, RunReport, Stdio,
 };
 pub use error::EngineError;
 pub use process::ExitStatus;

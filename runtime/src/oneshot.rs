@@ -20,15 +20,15 @@ use mxc_translate::{
     ParseOptions, RealHost, ResolveOptions, SkeletonEntry, Source, Target,
 };
 
+use crate::audit::{AuditLog, ContainerAudit, Event};
 use crate::container::{Cancel, Engine, RunOptions, RunOutcome};
 use crate::egress::Resolver;
 use crate::error::EngineError;
 use crate::network::{
-    self, AuditContext, AuditLog, AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions,
-    ResolvedNames,
+    self, AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions, ResolvedNames,
 };
 use crate::policy::NodeContext;
-use crate::progress::Event;
+use crate::progress;
 
 /// Where `mxc run` keeps its engine state and per-run bundles.
 pub const STATE_ROOT: &str = "/run/mxc";
@@ -61,8 +61,9 @@ pub struct RunRequest {
     pub pids_limit: i64,
     /// Engine state and bundles live below this directory.
     pub state_root: PathBuf,
-    /// `--audit-log FILE`: one JSON line per decision (policy applied, denial, exit, timeout).
-    pub audit_log: Option<PathBuf>,
+    /// `--audit-log FILE`: one JSON line per decision (policy applied, denials, exit, timeout,
+    /// OOM, failed start). The caller opened it, and reads its write failures afterwards.
+    pub audit_log: Option<AuditLog>,
     /// `--allow-host` / `--deny-host`: host rules from the caller, validated.
     pub hosts: Vec<HostRule>,
     /// `--resolver ADDR`: where the egress proxy looks names up (the host's resolver if not).
@@ -84,8 +85,9 @@ pub enum Outcome {
     SetupFailed(String),
     /// A dry run found nothing to refuse.
     Validated,
-    /// The command ended with this status (128 + n for signal n).
-    Exited(i32),
+    /// The command ended with `status` (128 + n for signal n); on the way the kernel's OOM
+    /// killer stopped `oom_kills` processes of the sandbox.
+    Exited { status: i32, oom_kills: u64 },
     /// `process.timeout` (milliseconds) passed; the whole sandbox was killed.
     TimedOut(u32),
     /// A stop signal reached the runner; the sandbox was removed.
@@ -96,9 +98,9 @@ pub enum Outcome {
 
 impl Outcome {
     /// The final progress event for a supervisor.
-    pub fn event(&self) -> Event {
+    pub fn event(&self) -> progress::Event {
         match self {
-            Outcome::Refused(errors) => Event::Refused {
+            Outcome::Refused(errors) => progress::Event::Refused {
                 class: errors.class(),
                 message: errors
                     .iter()
@@ -106,15 +108,15 @@ impl Outcome {
                     .collect::<Vec<_>>()
                     .join("\n"),
             },
-            Outcome::SetupFailed(message) => Event::Refused {
+            Outcome::SetupFailed(message) => progress::Event::Refused {
                 class: Class::Backend,
                 message: message.clone(),
             },
-            Outcome::Validated => Event::Exited { code: 0 },
-            Outcome::Exited(code) => Event::Exited { code: *code },
-            Outcome::TimedOut(ms) => Event::TimedOut { ms: *ms },
-            Outcome::Stopped(signal) => Event::Stopped { signal: *signal },
-            Outcome::Failed(message) => Event::Failed {
+            Outcome::Validated => progress::Event::Exited { code: 0 },
+            Outcome::Exited { status, .. } => progress::Event::Exited { code: *status },
+            Outcome::TimedOut(ms) => progress::Event::TimedOut { ms: *ms },
+            Outcome::Stopped(signal) => progress::Event::Stopped { signal: *signal },
+            Outcome::Failed(message) => progress::Event::Failed {
                 message: message.clone(),
             },
         }
@@ -201,14 +203,52 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
         Ok(bundle) => bundle,
         Err(e) => return Outcome::SetupFailed(format!("container {id}: {e}")),
     };
+    let audit = request.audit_log.as_ref().map(|log| ContainerAudit {
+        log: log.clone(),
+        container_id: id.clone(),
+        policy_sha256: Some(policy.sha256.clone()),
+    });
+    if let Some(audit) = &audit {
+        audit.write(&Event::PolicyApplied {
+            source: config.source.to_string(),
+            network: policy.network.mode().to_string(),
+        });
+    }
     let caller = Caller {
         terminal,
         cancel,
         on_start,
     };
-    match run_in(&request, caller, &config.source, &policy, &id, &bundle) {
+    let outcome = match run_in(&request, caller, &policy, &id, &bundle, audit.as_ref()) {
         Ok(outcome) | Err(outcome) => outcome,
+    };
+    if let (Some(audit), Some(ending)) = (&audit, ending(&outcome)) {
+        audit.write(&ending);
     }
+    outcome
+}
+
+/// The audit record of how a run that got as far as its sandbox ended.
+fn ending(outcome: &Outcome) -> Option<Event> {
+    Some(match outcome {
+        Outcome::Exited { status, .. } => Event::Exit {
+            status: Some(*status),
+        },
+        Outcome::Stopped(signal) => Event::Exit {
+            status: Some(128 + signal),
+        },
+        Outcome::TimedOut(ms) => Event::Timeout {
+            timeout_ms: u64::from(*ms),
+        },
+        Outcome::SetupFailed(reason) => Event::FailedStart {
+            reason: reason.clone(),
+        },
+        Outcome::Failed(reason) => Event::Failed {
+            reason: reason.clone(),
+        },
+        // Decided before a sandbox existed.
+        Outcome::Refused(_) | Outcome::Validated => return None,
+    })
 }
 
 /// What the caller of [`run`] brings besides the request: a terminal, a way to stop the run,
@@ -222,10 +262,10 @@ struct Caller<'a> {
 fn run_in(
     request: &RunRequest,
     caller: Caller<'_>,
-    source: &Source,
     policy: &mxc_translate::Policy,
     id: &str,
     bundle: &BundleDir,
+    audit: Option<&ContainerAudit>,
 ) -> Result<Outcome, Outcome> {
     let Caller {
         terminal,
@@ -257,24 +297,6 @@ fn run_in(
             }
             None => None,
         };
-    let audit = match &request.audit_log {
-        Some(path) => Some(AuditContext {
-            container_id: id.to_string(),
-            policy_sha256: policy.sha256.clone(),
-            log: AuditLog::open(path).map_err(|e| setup(e.to_string()))?,
-            group: nftables::AUDIT_GROUP,
-        }),
-        None => None,
-    };
-    if let Some(audit) = &audit {
-        audit.log.record(serde_json::json!({
-            "event": "policy.applied",
-            "container": id,
-            "policy_sha256": policy.sha256,
-            "source": source.to_string(),
-            "network": policy.network.mode(),
-        }));
-    }
     bundle
         .populate(&sandbox.spec, &sandbox.skeleton, policy.identity)
         .map_err(|e| setup(format!("container {id}: writing the bundle: {e}")))?;
@@ -300,11 +322,10 @@ fn run_in(
         lifetime: Lifetime::Caller,
         table: nftables::TABLE.to_string(),
         log_group: nftables::AUDIT_GROUP,
-        audit: request.audit_log.as_ref().map(|log| AuditTarget {
-            log: log.clone(),
-            container_id: id.to_string(),
-            policy_sha256: policy.sha256.clone(),
+        audit: audit.map(|audit| AuditTarget {
+            audit: audit.clone(),
             group: nftables::AUDIT_GROUP,
+            failure_report: None,
         }),
         resolver: request.resolver.clone(),
     };
@@ -313,7 +334,7 @@ fn run_in(
         .and_then(|host| network::plan(&policy.network, plan_options, &host))
         .map_err(|e| setup(network_error(e).to_string()))?;
     let started = Cell::new(false);
-    let outcome = engine.run_to_completion_with(id, &bundle.path, options, cancel, |container| {
+    let report = engine.run_to_completion_with(id, &bundle.path, options, cancel, |container| {
         let pid = container.pid();
         let network = network::apply(pid, &network_setup).map_err(network_error)?;
         let relay = match (&console, terminal) {
@@ -329,20 +350,23 @@ fn run_in(
         started.set(true);
         Ok((network, relay))
     });
-    if let Some(audit) = &audit {
-        let (event, detail) = match &outcome {
-            Ok(RunOutcome::TimedOut) => ("timeout", serde_json::json!(policy.timeout_ms)),
-            Ok(outcome) => ("exit", serde_json::json!(outcome.code())),
-            Err(error) => ("failed", serde_json::json!(error.to_string())),
-        };
-        audit.log.record(serde_json::json!({"event": event, "container": id, "policy_sha256": policy.sha256, "detail": detail}));
+    let report = match report {
+        Ok(report) => report,
+        Err(EngineError::Interrupted { signal, .. }) => return Ok(Outcome::Stopped(signal)),
+        Err(error) if started.get() => return Ok(Outcome::Failed(error.to_string())),
+        Err(error) => return Ok(Outcome::SetupFailed(error.to_string())),
+    };
+    if let (true, Some(audit)) = (report.oom_kills > 0, audit) {
+        audit.write(&Event::Oom {
+            kills: report.oom_kills,
+        });
     }
-    Ok(match outcome {
-        Ok(RunOutcome::TimedOut) => Outcome::TimedOut(policy.timeout_ms.unwrap_or_default()),
-        Ok(outcome) => Outcome::Exited(outcome.code()),
-        Err(EngineError::Interrupted { signal, .. }) => Outcome::Stopped(signal),
-        Err(error) if started.get() => Outcome::Failed(error.to_string()),
-        Err(error) => Outcome::SetupFailed(error.to_string()),
+    Ok(match report.outcome {
+        RunOutcome::TimedOut => Outcome::TimedOut(policy.timeout_ms.unwrap_or_default()),
+        outcome => Outcome::Exited {
+            status: outcome.code(),
+            oom_kills: report.oom_kills,
+        },
     })
 }
 

@@ -128,6 +128,10 @@ pub struct ContainerRecord {
     /// since the namespace outlives the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_table: Option<(PathBuf, String)>,
+    /// The node's audit log, which the engine writes this container's decisions to (bundle
+    /// mode; `mxc run` writes its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_log: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,6 +249,7 @@ mod tests {
             user_namespace: false,
             helpers: Vec::new(),
             network_table: None,
+            audit_log: Some("/var/log/mxc/audit.jsonl".into()),
         };
         record.save(&path).unwrap();
         record.save(&path).unwrap();

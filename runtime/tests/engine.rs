@@ -111,7 +111,8 @@ fn one_shot_sandbox_spec_runs_confined() {
     let id = unique_id("sandbox");
     let outcome = engine(&rt)
         .run_to_completion(&id, bundle.path(), None, &not_cancelled())
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(
         outcome,
         RunOutcome::Exited(0),
@@ -133,7 +134,8 @@ fn one_shot_status_timeout_and_failed_create() {
     assert_eq!(
         engine
             .run_to_completion(&id, bundle.path(), None, &not_cancelled())
-            .unwrap(),
+            .unwrap()
+            .outcome,
         RunOutcome::Exited(7)
     );
     rt.assert_no_leaks(&id);
@@ -149,7 +151,8 @@ fn one_shot_status_timeout_and_failed_create() {
             Some(Duration::from_millis(300)),
             &not_cancelled(),
         )
-        .unwrap();
+        .unwrap()
+        .outcome;
     assert_eq!(outcome, RunOutcome::TimedOut);
     assert_eq!(outcome.code(), 137);
     assert!(started.elapsed() < Duration::from_secs(10));

@@ -15,6 +15,7 @@ use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExit, TaskIO, TaskOOM, TaskPaused, TaskResumed, TaskStart,
 };
 use containerd_shim_protos::types::mount::Mount;
+use mxc_runtime::audit::Event;
 use mxc_runtime::Signal;
 
 use crate::engine::{CreateRequest, Created, Engine, Target};
@@ -244,12 +245,16 @@ impl Container {
             status = exit.status,
             "process exited"
         );
-        if exec_id.is_empty() && self.shares_pid_namespace {
-            // Without a pid namespace of its own, the container's other processes survive
-            // its init; containerd expects them gone.
+        if exec_id.is_empty() {
             if let Some(context) = self.context.upgrade() {
-                if let Err(err) = context.engine.kill(&self.target, Signal::KILL, true) {
-                    tracing::debug!(error = %err, "killing the rest of the container");
+                let status = Some(exit.status as i32);
+                context.engine.audit(&self.target, &Event::Exit { status });
+                if self.shares_pid_namespace {
+                    // Without a pid namespace of its own, the container's other processes
+                    // survive its init; containerd expects them gone.
+                    if let Err(err) = context.engine.kill(&self.target, Signal::KILL, true) {
+                        tracing::debug!(error = %err, "killing the rest of the container");
+                    }
                 }
             }
         }

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mxc_runtime::audit::Event;
 use mxc_runtime::policy::NodeContext;
 use mxc_runtime::stats::RuncStats;
 use mxc_runtime::{EngineError, Signal};
@@ -106,6 +107,10 @@ pub trait Engine: Send + Sync {
         fds: Passed,
         deadline: Deadline,
     ) -> Result<i32, TaskError>;
+    /// Records what the shim saw happen to the container (its init's exit, its timeout) in
+    /// the audit log its policy names. Never fails the task: lost records are the engine's to
+    /// count and report.
+    fn audit(&self, target: &Target, event: &Event);
 }
 
 /// The mxc-runtime engine, cloning processes only in zygote workers.
@@ -288,6 +293,10 @@ impl Engine for MxcEngine {
             Reply::Failed(message) => Err(TaskError::InvalidArgument(message)),
             other => Err(unexpected(other)),
         }
+    }
+
+    fn audit(&self, target: &Target, event: &Event) {
+        Self::engine(target).audit(&target.id, event);
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use mxc_runtime::audit::Event;
 use mxc_runtime::Signal;
 
 use crate::container::Container;
@@ -38,10 +39,15 @@ impl Container {
                     timeout_ms = limit.as_millis() as u64,
                     "process.timeout expired: killing every process of the container"
                 );
-                let killed = container
-                    .context()
-                    .and_then(|context| context.engine.kill(&container.target, Signal::KILL, true));
-                if let Err(err) = killed {
+                let Ok(context) = container.context() else {
+                    return;
+                };
+                // Recorded first, so that it comes before the exit it causes.
+                let timeout_ms = limit.as_millis() as u64;
+                context
+                    .engine
+                    .audit(&container.target, &Event::Timeout { timeout_ms });
+                if let Err(err) = context.engine.kill(&container.target, Signal::KILL, true) {
                     tracing::error!(error = %err, "killing the container after its timeout");
                 }
             });

@@ -8,6 +8,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use tracing::instrument;
 
 use super::{cgroup, validate_id, Container, Engine};
+use crate::audit::{nflog, Event};
 use crate::error::EngineError;
 use crate::executor::WorkloadExecutor;
 use crate::network::{AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions};
@@ -90,6 +91,7 @@ impl Engine {
         let result = self.create_in(id, bundle, options);
         if let Err(err) = &result {
             tracing::debug!(error = %err, "create failed, removing everything it set up");
+            self.audit_failed_create(id, err);
             self.discard_failed_create(id);
             if let Some(pid_file) = pid_file.filter(|_| !pid_file_existed) {
                 let _ = std::fs::remove_file(pid_file);
@@ -144,6 +146,7 @@ impl Engine {
             user_namespace: effective.user_namespace,
             helpers: Vec::new(),
             network_table: None,
+            audit_log: policy.audit_log.clone(),
         };
         self.save_record(&record)?;
         if let Some(p) = &record.policy {
@@ -211,11 +214,10 @@ impl Engine {
             } else {
                 Connectivity::Userspace
             };
-            let audit = effective.policy.audit_log.as_ref().map(|log| AuditTarget {
-                log: log.clone(),
-                container_id: id.to_string(),
-                policy_sha256: effective.policy.sha256.clone(),
+            let audit = self.container_audit(&record)?.map(|audit| AuditTarget {
+                audit,
                 group: mxc_translate::compile::nftables::log_group_for(id),
+                failure_report: Some(nflog::failure_report(&engine_dir)),
             });
             let network_error = |source| EngineError::Network {
                 id: id.to_string(),
@@ -244,6 +246,15 @@ impl Engine {
         }
         record.phase = Phase::Created;
         self.save_record(&record)?;
+        if let Some(network) = &effective.policy.network {
+            self.audit_record(
+                &record,
+                &Event::PolicyApplied {
+                    source: effective.policy.source.clone(),
+                    network: network.mode().to_string(),
+                },
+            );
+        }
         tracing::debug!(pid, "container created");
         Ok(Container {
             id: id.to_string(),

@@ -43,10 +43,12 @@ impl Engine {
             });
         }
 
+        let oom_kills = cgroup::oom_kills(&record.cgroup_path).unwrap_or(0);
         // Kill first, whatever libcontainer thinks: it removes cgroups only ~100 ms after
         // SIGKILL and gives up on a busy one.
         self.kill_cgroup_processes(&record, KILL_TIMEOUT, false)?;
         crate::network::stop_helpers(&record.helpers);
+        self.audit_end(&record, oom_kills);
         if let Some((netns, table)) = &record.network_table {
             // The engine's namespace outlives the container; its rules must not.
             let _ = crate::network::remove_table_at(netns, table);

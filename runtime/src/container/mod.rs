@@ -5,6 +5,7 @@
 //! keeps its own record (`crate::record`) for what it must know for sure: which process is the
 //! container's init, and whether it still lives.
 
+mod audit;
 mod cgroup;
 mod create;
 mod delete;
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use create::{CreateOptions, Stdio};
 pub use exec::{ExecOptions, ExecProcess};
-pub use run::{Cancel, RunOptions, RunOutcome};
+pub use run::{Cancel, RunOptions, RunOutcome, RunReport};
 pub use state::ContainerState;
 
 use crate::error::EngineError;

@@ -35,6 +35,14 @@ impl RunOutcome {
     }
 }
 
+/// How a one-shot container ended, and what the kernel did to it on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    pub outcome: RunOutcome,
+    /// Processes the kernel's OOM killer stopped inside the container's memory limit.
+    pub oom_kills: u64,
+}
+
 impl From<ExitStatus> for RunOutcome {
     fn from(status: ExitStatus) -> RunOutcome {
         match status {
@@ -55,8 +63,9 @@ pub struct RunOptions<'a> {
 
 impl Engine {
     /// Runs the bundle's container to completion with the caller's stdin, stdout and stderr,
-    /// and returns how the workload ended. With a `timeout`, the whole container is SIGKILLed
-    /// when it passes (the pid namespace takes every descendant with the init).
+    /// and returns how the workload ended and whether the OOM killer struck. With a `timeout`,
+    /// the whole container is SIGKILLed when it passes (the pid namespace takes every
+    /// descendant with the init).
     ///
     /// The container is deleted before this returns, whatever happens: an error half-way, or
     /// `cancel` cancelled (reported as [`EngineError::Interrupted`] with the reason given). The
@@ -69,7 +78,7 @@ impl Engine {
         bundle: &Path,
         timeout: Option<Duration>,
         cancel: &Cancel,
-    ) -> Result<RunOutcome, EngineError> {
+    ) -> Result<RunReport, EngineError> {
         let options = RunOptions {
             timeout,
             ..RunOptions::default()
@@ -88,7 +97,7 @@ impl Engine {
         options: RunOptions<'_>,
         cancel: &Cancel,
         before_start: impl FnOnce(&Container) -> Result<G, EngineError>,
-    ) -> Result<RunOutcome, EngineError> {
+    ) -> Result<RunReport, EngineError> {
         let timeout = options.timeout;
         let interrupted = |signal| EngineError::Interrupted {
             id: id.to_string(),
@@ -163,6 +172,8 @@ impl Engine {
                 }
             }
         })();
+        // Read while the container's cgroups still exist.
+        let oom_kills = self.oom_kills(id).unwrap_or(0);
         let deleted = self.delete(id, true);
         if let Some(pidfd) = container.pidfd() {
             // Interrupted or failed half-way: the init died in delete; collect it.
@@ -172,7 +183,7 @@ impl Engine {
         match (outcome, deleted) {
             (Err(err), _) => Err(err),
             (Ok(_), Err(err)) => Err(err),
-            (Ok(outcome), Ok(())) => Ok(outcome),
+            (Ok(outcome), Ok(())) => Ok(RunReport { outcome, oom_kills }),
         }
     }
 }

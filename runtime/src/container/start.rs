@@ -25,9 +25,16 @@ impl Engine {
             });
         }
         let mut container = self.libcontainer(id)?;
-        container
-            .start()
-            .map_err(|e| EngineError::libcontainer(id, "start", &e))?;
+        if let Err(e) = container.start() {
+            let error = EngineError::libcontainer(id, "start", &e);
+            self.audit_record(
+                &record,
+                &crate::audit::Event::FailedStart {
+                    reason: error.to_string(),
+                },
+            );
+            return Err(error);
+        }
         record.phase = Phase::Running;
         self.save_record(&record)?;
         tracing::debug!("container started");

@@ -25,19 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use mxc_translate::hosts::{self, AddressVerdict, HostRule, NameVerdict};
 use mxc_translate::network::{Protocol, Rule};
 use mxc_translate::EgressFilter;
-use serde_json::json;
 
-use crate::network::AuditLog;
+use crate::audit::{ContainerAudit, Event, NameDenial, NetworkDenial};
 pub use names::AddressBook;
 pub use upstream::Resolver;
-
-/// Who the audit lines belong to.
-#[derive(Debug, Clone)]
-pub struct EgressAudit {
-    pub log: AuditLog,
-    pub container_id: String,
-    pub policy_sha256: String,
-}
 
 /// The decisions and state one sandbox's resolver and proxy share.
 #[derive(Debug)]
@@ -48,7 +39,7 @@ pub struct Egress {
     pub default_allow: bool,
     pub book: AddressBook,
     pub resolver: Resolver,
-    pub audit: Option<EgressAudit>,
+    pub audit: Option<ContainerAudit>,
     /// Addresses that lead to the host itself (its interfaces): never dialled through a name
     /// or by address unless a CIDR rule allows them explicitly.
     pub host_addresses: Vec<IpAddr>,
@@ -72,7 +63,7 @@ pub struct Denial {
 }
 
 impl Egress {
-    pub fn new(filter: &EgressFilter, resolver: Resolver, audit: Option<EgressAudit>) -> Egress {
+    pub fn new(filter: &EgressFilter, resolver: Resolver, audit: Option<ContainerAudit>) -> Egress {
         Egress {
             hosts: filter.hosts.clone(),
             deny: filter.deny.clone(),
@@ -143,28 +134,41 @@ impl Egress {
         }
     }
 
-    /// Records a denial (and logs it for diagnostics).
+    /// Records a denial (and logs it for diagnostics): a name refused, or a connection to a
+    /// bare address refused.
     pub fn deny(&self, denial: Denial) {
         tracing::info!(?denial, "egress denied");
         let Some(audit) = &self.audit else {
             return;
         };
-        audit.log.record(json!({
-            "event": "network.denied",
-            "container": audit.container_id,
-            "policy_sha256": audit.policy_sha256,
-            "direction": "outbound",
-            "protocol": if denial.via == "dns" { "dns" } else { "tcp" },
-            "via": denial.via,
-            "name": denial.name,
-            "sni": denial.sni,
-            "host": denial.host,
-            "destination": denial.address.map(|a| a.to_string()),
-            "port": denial.port,
-            "verdict": "deny",
-            "reason": denial.reason,
-            "rule": denial.rule,
-        }));
+        let protocol = if denial.via == "dns" { "dns" } else { "tcp" };
+        let destination = denial.address.map(|a| a.to_string());
+        let event = if denial.name.is_some() || denial.sni.is_some() || denial.host.is_some() {
+            Event::NameDenied(NameDenial {
+                via: denial.via,
+                protocol,
+                name: denial.name,
+                sni: denial.sni,
+                host: denial.host,
+                destination,
+                port: denial.port,
+                verdict: "deny",
+                reason: denial.reason,
+                rule: denial.rule,
+            })
+        } else {
+            Event::NetworkDenied(NetworkDenial {
+                direction: "outbound",
+                protocol,
+                destination,
+                port: denial.port,
+                verdict: "deny",
+                rule: denial.rule,
+                via: Some(denial.via),
+                reason: Some(denial.reason),
+            })
+        };
+        audit.write(&event);
     }
 
     pub fn stopping(&self) -> bool {
@@ -222,10 +226,10 @@ pub(crate) mod tests {
             allow: Vec::new(),
             hosts,
         };
-        let audit = EgressAudit {
-            log: AuditLog::open(&path).unwrap(),
+        let audit = ContainerAudit {
+            log: crate::audit::AuditLog::open(&path).unwrap(),
             container_id: "c1".into(),
-            policy_sha256: "0".repeat(64),
+            policy_sha256: Some("0".repeat(64)),
         };
         let names = ["api.example.test", "db.example.test", "other.example.test"];
         let resolver = Resolver::Fixed(

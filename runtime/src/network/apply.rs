@@ -4,13 +4,13 @@
 
 use mxc_translate::compile::capture::Namespace;
 
-use super::audit::{self, AuditContext, AuditListener, AuditLog};
 use super::plan::{Lifetime, NetworkSetup, Service};
 use super::relay::Relay;
 use super::slirp::{self, Slirp};
-use super::{bring_up_loopback, install_rules, stop_helpers, AuditTarget, NetworkError};
+use super::{bring_up_loopback, install_rules, stop_helpers, NetworkError};
+use crate::audit::nflog::{self, DenialListener};
 use crate::egress::capture::Capture;
-use crate::egress::{Egress, EgressAudit};
+use crate::egress::Egress;
 use crate::process::InitProcess;
 
 /// What runs for one container's network. Dropping it stops everything it holds; bundle mode
@@ -24,7 +24,7 @@ pub struct NetworkAttachment {
 enum Running {
     Egress(Capture),
     Stack(Slirp),
-    DenialLog(AuditListener),
+    DenialLog(DenialListener),
     Relay(Relay),
     /// A process of its own, which outlives the caller until it is stopped.
     Detached(InitProcess),
@@ -48,15 +48,6 @@ pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, Networ
     Ok(attachment)
 }
 
-fn audit_context(target: &AuditTarget) -> Result<AuditContext, NetworkError> {
-    Ok(AuditContext {
-        container_id: target.container_id.clone(),
-        policy_sha256: target.policy_sha256.clone(),
-        log: AuditLog::open(&target.log)?,
-        group: target.group,
-    })
-}
-
 fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, NetworkError> {
     let outlives_caller = |what: &str| {
         NetworkError::Relay(format!("{what} cannot outlive the process that started it"))
@@ -73,14 +64,7 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, Net
             },
             Lifetime::Caller,
         ) => {
-            let audit = match audit {
-                Some(target) => Some(EgressAudit {
-                    log: AuditLog::open(&target.log)?,
-                    container_id: target.container_id.clone(),
-                    policy_sha256: target.policy_sha256.clone(),
-                }),
-                None => None,
-            };
+            let audit = audit.as_ref().map(|target| target.audit.clone());
             let mut egress = Egress::new(filter, resolver.clone(), audit);
             egress.host_addresses = host_addresses.clone();
             Running::Egress(Capture::start(
@@ -94,11 +78,11 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, Net
         (Service::EgressProxy { .. }, Lifetime::Container) => {
             return Err(outlives_caller("the egress proxy"))
         }
-        (Service::DenialLog(target), Lifetime::Caller) => {
-            Running::DenialLog(AuditListener::start(pid, audit_context(target)?)?)
-        }
+        (Service::DenialLog(target), Lifetime::Caller) => Running::DenialLog(
+            DenialListener::start(pid, target.audit.clone(), target.group)?,
+        ),
         (Service::DenialLog(target), Lifetime::Container) => {
-            Running::Detached(audit::spawn_detached_listener(pid, target)?)
+            Running::Detached(nflog::spawn_detached(pid, target)?)
         }
         (Service::ProxyRelay { listen, target }, Lifetime::Caller) => {
             Running::Relay(Relay::start(pid, *listen, *target)?)

@@ -6,7 +6,6 @@
 //! steps: [`plan`] decides (pure), [`apply`] does.
 
 mod apply;
-mod audit;
 mod hosts;
 pub(crate) mod netns;
 mod plan;
@@ -21,7 +20,6 @@ use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
 use mxc_translate::NetworkPlan;
 
 pub use apply::{apply, NetworkAttachment};
-pub use audit::{run_detached_listener, AuditContext, AuditLog};
 pub use hosts::resolve_names;
 pub use netns::in_netns;
 pub use plan::{plan, HostNetwork, Lifetime, NetworkSetup, PlanOptions, Ruleset, Service};
@@ -260,11 +258,11 @@ pub fn engine_netns_path(spec: &serde_json::Value) -> Option<PathBuf> {
 /// Where a container's denials go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditTarget {
-    pub log: PathBuf,
-    pub container_id: String,
-    pub policy_sha256: String,
+    pub audit: crate::audit::ContainerAudit,
     /// The NFLOG group the container's rules log to.
     pub group: u16,
+    /// Where a detached listener reports records it could not write (read at delete).
+    pub failure_report: Option<PathBuf>,
 }
 
 /// Stops detached helpers (only processes that are still the ones recorded): SIGTERM, a

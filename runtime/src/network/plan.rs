@@ -231,10 +231,13 @@ mod tests {
             table: "mxc_t".into(),
             log_group: 1234,
             audit: Some(AuditTarget {
-                log: "/var/log/mxc/audit.jsonl".into(),
-                container_id: "c1".into(),
-                policy_sha256: "ab".into(),
+                audit: crate::audit::ContainerAudit {
+                    log: crate::audit::AuditLog::open(std::path::Path::new("/dev/null")).unwrap(),
+                    container_id: "c1".into(),
+                    policy_sha256: Some("ab".into()),
+                },
                 group: 1234,
+                failure_report: None,
             }),
             resolver: Resolver::System,
         }

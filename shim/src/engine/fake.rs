@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use mxc_runtime::audit::Event;
 use mxc_runtime::stats::RuncStats;
 use mxc_runtime::Signal;
 
@@ -36,6 +37,8 @@ struct State {
     shares_pid_namespace: bool,
     /// The live pids of each container.
     pids: HashMap<String, Vec<i32>>,
+    /// What was recorded in the audit log, by container.
+    audits: Vec<(String, Event)>,
 }
 
 impl FakeEngine {
@@ -49,6 +52,11 @@ impl FakeEngine {
     /// The calls made so far.
     pub fn calls(&self) -> Vec<String> {
         self.lock().calls.clone()
+    }
+
+    /// The audit records so far.
+    pub fn audits(&self) -> Vec<(String, Event)> {
+        self.lock().audits.clone()
     }
 
     /// Makes the next call of `operation` fail with `message`.
@@ -174,5 +182,9 @@ impl Engine for FakeEngine {
     ) -> Result<i32, TaskError> {
         self.call("spawn_logger", "", &request.path.to_string_lossy())?;
         Ok(self.new_pid(""))
+    }
+
+    fn audit(&self, target: &Target, event: &Event) {
+        self.lock().audits.push((target.id.clone(), event.clone()));
     }
 }

@@ -13,6 +13,7 @@ use crate::engine::fake::FakeEngine;
 use crate::events::{Publisher, Queued};
 use crate::reaper::{Exit, Reaper};
 use crate::zygote::{Deadline, CALL_LIMIT};
+use mxc_runtime::audit::Event;
 
 struct Shim {
     service: TaskService,
@@ -169,6 +170,13 @@ fn a_task_lives_from_create_to_delete() {
         shim.engine.calls(),
         ["create c1", "start c1", "kill c1 15", "delete c1"]
     );
+    assert_eq!(shim.engine.audits(), [("c1".into(), exit(143))]);
+}
+
+fn exit(status: i32) -> Event {
+    Event::Exit {
+        status: Some(status),
+    }
 }
 
 #[test]
@@ -256,6 +264,11 @@ fn exec_processes_have_phases_of_their_own() {
     );
     shim.exits(exec_pid, 7);
     assert_eq!(shim.wait("c1", "e1").unwrap(), 7);
+    assert_eq!(
+        shim.engine.audits(),
+        [],
+        "an exec process is not the workload"
+    );
     assert_eq!(shim.status("c1", "").unwrap(), Status::RUNNING);
     assert_eq!(shim.delete("c1", "e1").unwrap().exit_status, 7);
     assert_eq!(shim.status("c1", "e1").unwrap_err().code(), Code::NOT_FOUND);
@@ -277,6 +290,7 @@ fn exec_processes_have_phases_of_their_own() {
     );
     shim.exits(pid, 0);
     shim.delete("c1", "").unwrap();
+    assert_eq!(shim.engine.audits(), [("c1".into(), exit(0))]);
 }
 
 #[test]
@@ -366,4 +380,11 @@ fn process_timeout_kills_every_process_once_started() {
     shim.exits(pid, 137);
     assert_eq!(shim.wait("c1", "").unwrap(), 137);
     shim.delete("c1", "").unwrap();
+    assert_eq!(
+        shim.engine.audits(),
+        [
+            ("c1".into(), Event::Timeout { timeout_ms: 20 }),
+            ("c1".into(), exit(137))
+        ]
+    );
 }

@@ -3,6 +3,7 @@
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use mxc_runtime::audit;
 use mxc_runtime::policy::NodeContext;
 use mxc_runtime::process::ExitStatus;
 use mxc_runtime::signal::Signal;
@@ -173,6 +174,14 @@ fn run_container(engine: &Engine, r: liboci_cli::Run) -> Result<i32, CliError> {
             .ok_or_else(|| EngineError::ExitStatusLost { id: id.clone() })?;
         let status = foreground::wait_forwarding(pidfd, &signals, relay.as_ref())
             .map_err(io(format!("waiting for container {id}")))?;
+        if let Some(status) = status {
+            engine.audit(
+                &id,
+                &audit::Event::Exit {
+                    status: Some(status.code()),
+                },
+            );
+        }
         if let Some(relay) = relay {
             relay.finish();
         }

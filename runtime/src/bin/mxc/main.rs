@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use mxc_runtime::audit::AuditLog;
 use mxc_translate::{
     explain, parse, resolve, Config, ConfigErrors, Expect, Identity, ParseOptions, Policy,
     RealHost, ResolveOptions, Source, Target,
@@ -211,13 +212,20 @@ fn resolve_for_run(
 fn run(args: RunArgs) -> Result<ExitCode> {
     use mxc_runtime::oneshot;
     let cancel = executor_contract::cancel_on_signals().context("handling signals")?;
+    let audit = match args.audit_log.as_deref().map(AuditLog::open).transpose() {
+        Ok(audit) => audit,
+        Err(error) => {
+            let outcome = oneshot::Outcome::SetupFailed(error.to_string());
+            return Ok(executor_contract::report(&outcome, false));
+        }
+    };
     let request = oneshot::RunRequest {
         config: oneshot::ConfigInput::File(args.file),
         rootfs: args.target.rootfs.clone(),
         identity: identity(args.target.user.as_deref())?,
         pids_limit: args.pids_limit,
         state_root: PathBuf::from(oneshot::STATE_ROOT),
-        audit_log: args.audit_log,
+        audit_log: audit.clone(),
         hosts: host_rules(&args.target)?,
         resolver: match &args.resolver {
             Some(text) => mxc_runtime::egress::Resolver::parse(text)
@@ -229,7 +237,12 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         terminal: None,
     };
     let outcome = oneshot::run(request, &cancel, &mut |_| {});
-    Ok(executor_contract::report(&outcome, false))
+    let status = executor_contract::report(&outcome, false);
+    // Lost records are the user's to know about, after whatever the command said.
+    if let Some(failures) = audit.and_then(|log| log.failures()) {
+        eprintln!("mxc: {failures}");
+    }
+    Ok(status)
 }
 
 fn check(args: CheckArgs) -> Result<ExitCode> {

@@ -4,7 +4,7 @@
 //!
 //! | outcome | stderr | exit |
 //! |---|---|---|
-//! | the command ran | (the command's own) | its status; 128+n for signal n |
+//! | the command ran | (the command's own; a line if the OOM killer struck) | its status; 128+n for signal n |
 //! | config refused | `Request error`, then `Configuration parse error: ...` per error | 1 |
 //! | containment unavailable | `error: ...` per error | 1 |
 //! | set-up or runner failure | the message, then `{"error":{"code":"backend_error",...}}` | 255 |
@@ -56,7 +56,7 @@ pub fn exit_status(outcome: &Outcome) -> i32 {
         Outcome::Refused(_) | Outcome::SetupFailed(_) | Outcome::Failed(_) => 255,
         Outcome::TimedOut(_) => 255,
         Outcome::Validated => 0,
-        Outcome::Exited(code) => *code,
+        Outcome::Exited { status, .. } => *status,
         Outcome::Stopped(signal) => 128 + signal,
     }
 }
@@ -105,7 +105,16 @@ fn render(outcome: &Outcome, dry_run: bool) -> Rendered {
                 envelope(&format!("script timed out after {ms}ms"))
             );
         }
-        Outcome::Exited(_) | Outcome::Stopped(_) => {}
+        Outcome::Exited { oom_kills, .. } if *oom_kills > 0 => {
+            // The command saw a process die; say why, where the contract leaves room.
+            let plural = if *oom_kills == 1 { "" } else { "es" };
+            let _ = writeln!(
+                out.stderr,
+                "mxc: the sandbox reached its memory limit: the kernel stopped {oom_kills} \
+                 process{plural}"
+            );
+        }
+        Outcome::Exited { .. } | Outcome::Stopped(_) => {}
     }
     out
 }
@@ -138,8 +147,14 @@ mod tests {
 
     #[test]
     fn statuses_and_messages() {
-        assert_eq!(exit_status(&Outcome::Exited(3)), 3);
-        assert_eq!(stderr(&Outcome::Exited(137)), "");
+        let exited = |status, oom_kills| Outcome::Exited { status, oom_kills };
+        assert_eq!(exit_status(&exited(3, 0)), 3);
+        assert_eq!(stderr(&exited(137, 0)), "");
+        assert_eq!(exit_status(&exited(137, 2)), 137);
+        assert_eq!(
+            stderr(&exited(137, 2)),
+            "mxc: the sandbox reached its memory limit: the kernel stopped 2 processes\n"
+        );
         assert_eq!(exit_status(&Outcome::Stopped(15)), 143);
         assert_eq!(stderr(&Outcome::Stopped(15)), "");
         assert_eq!(exit_status(&Outcome::TimedOut(500)), 255);
