@@ -15,6 +15,7 @@
 //! | [`cri`] | a blocking CRI v1 client on that containerd |
 //! | [`docker`] | a private dockerd (on its own private containerd) with the `mxc` runtime |
 //! | [`netns`] | test hosts in network namespaces, veth pairs, bounded TCP/UDP servers |
+//! | [`node`] | a node configuration of the test's own, and its audit log's records |
 //! | [`egress_world`] | a test world for egress by name: its own DNS server, HTTP/TLS/TCP/UDP servers |
 //! | [`leaks`] | what a scenario must not leave: processes, mounts, cgroups, netns, state |
 //! | [`command`] | running a host command with a time limit |
@@ -53,6 +54,7 @@ pub mod egress_world;
 pub mod images;
 pub mod leaks;
 pub mod netns;
+pub mod node;
 pub mod oci_runtime;
 pub mod processes;
 pub mod sdk;

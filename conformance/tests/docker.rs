@@ -8,11 +8,13 @@ use mxc_conformance::command::poll;
 use mxc_conformance::docker::{Dockerd, DockerdOptions};
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::LeakCheck;
+use mxc_conformance::node::Node;
 use mxc_conformance::unique_name;
 use serde_json::json;
 
 fn docker_with_policy(
     policy: Option<serde_json::Value>,
+    node: Option<&Node>,
 ) -> Result<(Dockerd, Option<tempfile::NamedTempFile>)> {
     let file = match policy {
         Some(policy) => {
@@ -26,6 +28,9 @@ fn docker_with_policy(
     if let Some(file) = &file {
         args = vec!["--policy".to_string(), file.path().display().to_string()];
     }
+    if let Some(node) = node {
+        args.extend(["--config".to_string(), node.config().display().to_string()]);
+    }
     let dockerd = Dockerd::start_with(DockerdOptions {
         mxc_runtime_args: args,
         ..DockerdOptions::default()
@@ -35,7 +40,7 @@ fn docker_with_policy(
 
 #[test]
 fn run_exec_stop_and_rm_through_mxc_runtime_with_the_default_policy() -> Result<()> {
-    let (docker, _policy) = docker_with_policy(None)?;
+    let (docker, _policy) = docker_with_policy(None, None)?;
     let mut leaks = LeakCheck::snapshot();
     leaks.runtime_root(docker.runtime_root("mxc"));
 
@@ -149,7 +154,8 @@ fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
         "version": "0.8.0-alpha",
         "filesystem": {"deniedPaths": ["/etc/passwd", "/home"]},
     });
-    let (docker, _policy) = docker_with_policy(Some(policy))?;
+    let node = Node::new()?;
+    let (docker, policy) = docker_with_policy(Some(policy), Some(&node))?;
     let mut leaks = LeakCheck::snapshot();
     leaks.runtime_root(docker.runtime_root("mxc"));
     let out = docker.docker(&["run", "--rm", "--runtime", "mxc", "--network", "none", BUSYBOX_REF, "sh", "-c",
@@ -162,6 +168,20 @@ fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
         "{out}"
     );
     assert!(!out.stdout.contains("root:x:0"), "{out}");
+    // In the node's audit log: the policy applied, and the exit once `mxc-runtime delete` ran
+    // (its status is the runc shim's to know, not the runtime's).
+    let applied = poll(Duration::from_secs(10), || {
+        Ok(node
+            .audit()?
+            .into_iter()
+            .find(|r| r["event"] == "policy.applied"))
+    })?;
+    let source = policy.as_ref().map(|f| f.path().display().to_string());
+    assert_eq!(applied["source"].as_str(), source.as_deref(), "{applied}");
+    assert_eq!(applied["policy_sha256"].as_str().map(str::len), Some(64));
+    let id = applied["container"].as_str().unwrap_or_default();
+    let exit = node.record(id, "exit")?;
+    assert!(exit["status"].is_null(), "{exit}");
 
     // The policy needs a private network namespace: --network host is refused with the reason.
     let out = docker.docker(&[
@@ -176,6 +196,17 @@ fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
     ])?;
     ensure!(!out.success(), "a host-network container ran: {out}");
     assert!(out.stderr.contains("private network namespace"), "{out}");
+    let refused = node
+        .audit()?
+        .into_iter()
+        .find(|r| r["event"] == "start.failed");
+    assert!(
+        refused.as_ref().is_some_and(|r| r["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("private network namespace"))),
+        "{:#?}",
+        node.audit()
+    );
     // And nothing was installed in the host's own namespace.
     let tables = mxc_conformance::command::run(
         std::process::Command::new("nft").args(["list", "tables"]),

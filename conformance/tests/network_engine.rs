@@ -8,7 +8,7 @@
 mod shim_support;
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -20,52 +20,12 @@ use mxc_conformance::cri::Cri;
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::netns::{tcp_request, NetNamespace, Subnet, TcpServer, UdpServer, Veth};
+use mxc_conformance::node::Node;
 use mxc_conformance::unique_name;
 use serde_json::{json, Value};
 use shim_support::{assert_clean, policy_annotation, wait_status};
 
 const SERVER_LIMIT: Duration = Duration::from_secs(60);
-
-/// A node configuration whose audit log the test reads.
-struct Node {
-    dir: tempfile::TempDir,
-}
-
-impl Node {
-    fn new() -> Result<Node> {
-        let dir = mxc_conformance::scratch_dir("node")?;
-        let audit = dir.path().join("audit.jsonl");
-        std::fs::write(
-            dir.path().join("config.toml"),
-            format!("audit_log = {:?}\n", audit.display().to_string()),
-        )?;
-        Ok(Node { dir })
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("config.toml")
-    }
-
-    fn audit(&self) -> Result<Vec<Value>> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|line| serde_json::from_str(line).context("an audit line is JSON"))
-            .collect()
-    }
-
-    /// Waits until a denial that `matches` is in the audit log (the listener writes shortly
-    /// after the kernel logs the packet) and returns it.
-    fn denial(&self, what: &str, matches: impl Fn(&Value) -> bool) -> Result<Value> {
-        poll(Duration::from_secs(10), || {
-            Ok(self
-                .audit()?
-                .into_iter()
-                .find(|r| r["event"] == "network.denied" && matches(r)))
-        })
-        .with_context(|| format!("no audit record of {what}: {:#?}", self.audit()))
-    }
-}
 
 /// The test host's servers: the allowed port, another port, IPv6 and UDP. The host is a
 /// namespace of the test's own, so fixed ports are free there, and the policy can name them

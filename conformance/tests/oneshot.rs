@@ -122,10 +122,13 @@ fn shell_with_fs(command: &str, filesystem: Value) -> Value {
 
 #[test]
 fn exit_status_and_output_pass_through() -> Result<()> {
-    let run = mxc_run(shell("echo out; echo err >&2; exit 7"), &[])?;
+    let (run, audit) = audited_run(shell("echo out; echo err >&2; exit 7"), &[])?;
     assert_eq!(run.code(), Some(7));
     assert_eq!(run.stdout(), "out\n");
     assert_eq!(run.stderr(), "err\n");
+    assert_eq!(events(&audit), ["policy.applied", "exit"], "{audit:#?}");
+    assert_eq!(audit[0]["network"], "isolated");
+    assert_eq!(audit[1]["status"], 7);
     // The shell reports a child killed by a signal as 128+n, and that is the run's status.
     let run = mxc_run(shell("sh -c 'kill -9 $$'"), &[])?;
     assert_eq!(run.code(), Some(137), "a signal is reported as 128+n");
@@ -168,8 +171,10 @@ fn timeout_kills_every_process_and_exits_255() -> Result<()> {
         "commandLine": format!("(exec -a {marker} sleep 300) & sleep 300 & echo started; wait"),
         "timeout": 700
     }});
-    let run = mxc_run(config, &[])?;
+    let (run, audit) = audited_run(config, &[])?;
     assert_eq!(run.code(), Some(255));
+    assert_eq!(events(&audit), ["policy.applied", "timeout"], "{audit:#?}");
+    assert_eq!(audit[1]["timeout_ms"], 700);
     assert_eq!(
         run.stdout(),
         "started\n",
@@ -193,6 +198,32 @@ fn timeout_kills_every_process_and_exits_255() -> Result<()> {
 
 fn run_ps() -> Result<String> {
     Ok(run(Command::new("ps").args(["-eo", "args"]), LIMIT)?.stdout)
+}
+
+/// [`mxc_run`] with `--audit-log`: the run, and the records of its one container, which must
+/// all name it and the policy's hash.
+fn audited_run(config: Value, extra: &[&str]) -> Result<(Run, Vec<Value>)> {
+    let scratch = Scratch::new()?;
+    let log = scratch.s("audit.jsonl");
+    let mut args = vec!["--audit-log", log.as_str()];
+    args.extend(extra);
+    let run = mxc_run(config, &args)?;
+    let records = mxc_conformance::node::read_audit(Path::new(&log))?;
+    let first = records.first().context("no audit record")?;
+    for record in &records {
+        ensure!(
+            record["container"] == first["container"]
+                && record["policy_sha256"].as_str().map(str::len) == Some(64)
+                && record["policy_sha256"] == first["policy_sha256"]
+                && record["time"].is_string(),
+            "{records:#?}"
+        );
+    }
+    Ok((run, records))
+}
+
+fn events(records: &[Value]) -> Vec<&str> {
+    records.iter().filter_map(|r| r["event"].as_str()).collect()
 }
 
 #[test]
@@ -226,8 +257,18 @@ fn setup_failures_exit_255_with_the_envelope_and_leave_nothing() -> Result<()> {
     // A root filesystem without /bin/sh: the sandbox cannot start.
     let scratch = Scratch::new()?;
     let rootfs = scratch.root_dir("empty-rootfs")?;
-    let run = mxc_run(shell("true"), &["--rootfs", rootfs.to_str().unwrap()])?;
+    let (run, audit) = audited_run(shell("true"), &["--rootfs", rootfs.to_str().unwrap()])?;
     assert_eq!(run.code(), Some(255), "{}", run.stderr());
+    assert_eq!(
+        events(&audit),
+        ["policy.applied", "start.failed"],
+        "{audit:#?}"
+    );
+    let reason = audit[1]["reason"].as_str().unwrap_or_default();
+    assert!(
+        run.stderr().contains(reason) && !reason.is_empty(),
+        "the reason is the one the caller saw: {reason:?}"
+    );
     assert!(
         run.stderr().contains(r#""code":"backend_error""#),
         "{}",

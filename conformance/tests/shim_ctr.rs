@@ -13,8 +13,9 @@ use mxc_conformance::command::{poll, run};
 use mxc_conformance::containerd::{Containerd, MXC_RUNTIME_TYPE};
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::LeakCheck;
+use mxc_conformance::node::{events, Node};
 use mxc_conformance::unique_name;
-use serde_json::json;
+use serde_json::{json, Value};
 use shim_support::{
     assert_clean, engine_state, policy_annotation, shim_daemons, wait_status, EventLog,
     MXC_SHORT_RUNTIME,
@@ -350,31 +351,29 @@ fn policy_from_an_annotation_is_enforced_and_a_bad_one_is_refused() -> Result<()
 #[test]
 fn node_configuration_from_the_runtime_config_path() -> Result<()> {
     let (containerd, mut leaks) = fixture()?;
-    let dir = mxc_conformance::scratch_dir("node")?;
-    let policies = dir.path().join("policies");
+    let scratch = mxc_conformance::scratch_dir("policies")?;
+    let policies = scratch.path().join("policies");
     std::fs::create_dir(&policies)?;
     std::fs::write(
         policies.join("named.json"),
         json!({"version": "0.8.0-alpha", "process": {"env": ["WHICH=named"]}}).to_string(),
     )?;
+    let default = scratch.path().join("default.json");
     std::fs::write(
-        dir.path().join("default.json"),
+        &default,
         json!({"version": "0.8.0-alpha", "process": {"env": ["WHICH=default"]}}).to_string(),
     )?;
-    let config = dir.path().join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "policy_dir = {:?}\ndefault_policy = {:?}\naudit_log = {:?}\n",
-            policies.display().to_string(),
-            dir.path().join("default.json").display().to_string(),
-            dir.path().join("audit.jsonl").display().to_string()
-        ),
-    )?;
-    let config_arg = config.to_string_lossy().into_owned();
+    let node = Node::with(&format!(
+        "policy_dir = {:?}\ndefault_policy = {:?}\n",
+        policies.display().to_string(),
+        default.display().to_string(),
+    ))?;
+    let config_arg = node.config().to_string_lossy().into_owned();
 
+    let mut ids = Vec::new();
     let id = unique_name("dflt");
     leaks.container(&id);
+    ids.push(id.clone());
     let out = containerd.run_container(
         MXC_RUNTIME_TYPE,
         &id,
@@ -385,6 +384,7 @@ fn node_configuration_from_the_runtime_config_path() -> Result<()> {
 
     let id = unique_name("named");
     leaks.container(&id);
+    ids.push(id.clone());
     let out = containerd.run_container(
         MXC_RUNTIME_TYPE,
         &id,
@@ -400,6 +400,7 @@ fn node_configuration_from_the_runtime_config_path() -> Result<()> {
 
     let id = unique_name("missing");
     leaks.container(&id);
+    ids.push(id.clone());
     let out = containerd.run_container(
         MXC_RUNTIME_TYPE,
         &id,
@@ -414,6 +415,34 @@ fn node_configuration_from_the_runtime_config_path() -> Result<()> {
     ensure!(!out.success(), "{out}");
     assert!(out.stderr.contains("no policy named \"nope\""), "{out}");
 
+    // Each decision is in the node's audit log: the policy applied (which one, by its hash)
+    // and the exit, or why the container could not start.
+    let records = node.audit()?;
+    let of = |id: &str| events(&records, id);
+    let (default_id, named_id, missing_id) = (&ids[0], &ids[1], &ids[2]);
+    assert_eq!(of(default_id), ["policy.applied", "exit"], "{records:#?}");
+    assert_eq!(of(named_id), ["policy.applied", "exit"], "{records:#?}");
+    let applied = |id: &str| node.record(id, "policy.applied");
+    let (default_applied, named_applied) = (applied(default_id)?, applied(named_id)?);
+    assert_eq!(default_applied["source"], default.display().to_string());
+    assert_eq!(named_applied["network"], "isolated");
+    let hash = |record: &Value| record["policy_sha256"].as_str().map(str::to_string);
+    assert_eq!(hash(&default_applied).map(|h| h.len()), Some(64));
+    assert_ne!(hash(&default_applied), hash(&named_applied));
+    assert_eq!(node.record(named_id, "exit")?["status"], 0);
+    assert_eq!(
+        hash(&node.record(named_id, "exit")?),
+        hash(&named_applied),
+        "every record names the policy"
+    );
+    assert_eq!(of(missing_id), ["start.failed"], "{records:#?}");
+    let failed = node.record(missing_id, "start.failed")?;
+    assert!(
+        failed["reason"].as_str().unwrap_or("").contains("nope"),
+        "{failed}"
+    );
+    assert!(failed.get("policy_sha256").is_none(), "{failed}");
+
     assert_clean(&leaks, &containerd, NS, &[])?;
     Ok(())
 }
@@ -421,6 +450,8 @@ fn node_configuration_from_the_runtime_config_path() -> Result<()> {
 #[test]
 fn process_timeout_kills_the_container() -> Result<()> {
     let (containerd, mut leaks) = fixture()?;
+    let node = Node::new()?;
+    let config = node.config().display().to_string();
     let policy = json!({ "version": "0.8.0-alpha", "process": { "timeout": 500 } });
     let annotation = policy_annotation(&policy);
     let id = unique_name("tmo");
@@ -428,7 +459,12 @@ fn process_timeout_kills_the_container() -> Result<()> {
     let out = containerd.run_container(
         MXC_RUNTIME_TYPE,
         &id,
-        &["--annotation", &annotation],
+        &[
+            "--runtime-config-path",
+            &config,
+            "--annotation",
+            &annotation,
+        ],
         &["sh", "-c", "echo started; sleep 600 & sleep 600"],
     )?;
     assert_eq!(
@@ -444,6 +480,14 @@ fn process_timeout_kills_the_container() -> Result<()> {
         "{}",
         containerd.log_tail(20)
     );
+    assert_eq!(
+        node.events(&id)?,
+        ["policy.applied", "timeout", "exit"],
+        "{:#?}",
+        node.audit()
+    );
+    assert_eq!(node.record(&id, "timeout")?["timeout_ms"], 500);
+    assert_eq!(node.record(&id, "exit")?["status"], 137);
     assert_clean(&leaks, &containerd, NS, &[])?;
     Ok(())
 }
@@ -452,12 +496,19 @@ fn process_timeout_kills_the_container() -> Result<()> {
 fn oom_kill_is_reported() -> Result<()> {
     let (containerd, mut leaks) = fixture()?;
     let events = EventLog::start(&containerd)?;
+    let node = Node::new()?;
+    let config = node.config().display().to_string();
     let id = unique_name("oom");
     leaks.container(&id);
     let out = containerd.run_container(
         MXC_RUNTIME_TYPE,
         &id,
-        &["--memory-limit", "16777216"],
+        &[
+            "--runtime-config-path",
+            &config,
+            "--memory-limit",
+            "16777216",
+        ],
         &[
             "sh",
             "-c",
@@ -467,6 +518,9 @@ fn oom_kill_is_reported() -> Result<()> {
     ensure!(!out.stdout.contains("survived"), "{out}");
     events.wait_for(&id, "/tasks/oom")?;
     drop(events);
+    // Counted when the container is deleted, which `ctr run --rm` waits for.
+    let oom = node.record(&id, "oom")?;
+    assert!(oom["kills"].as_u64() >= Some(1), "{oom}");
     assert_clean(&leaks, &containerd, NS, &[])?;
     Ok(())
 }
