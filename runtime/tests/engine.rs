@@ -103,9 +103,7 @@ exit 0
 
 #[test]
 fn one_shot_sandbox_spec_runs_confined() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = sandbox_bundle(SANDBOX_CHECKS);
     let id = unique_id("sandbox");
@@ -123,9 +121,7 @@ fn one_shot_sandbox_spec_runs_confined() {
 
 #[test]
 fn one_shot_status_timeout_and_failed_create() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let engine = engine(&rt);
 
@@ -174,9 +170,7 @@ fn one_shot_status_timeout_and_failed_create() {
 
 #[test]
 fn a_cancelled_run_deletes_the_container() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = sandbox_bundle("busybox sleep 1000 & busybox sleep 1000");
     let id = unique_id("cancel");
@@ -204,9 +198,7 @@ fn pipe() -> (std::fs::File, OwnedFd) {
 
 #[test]
 fn exec_in_a_user_namespace_keeps_the_sandbox_confinement() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let engine = engine(&rt);
     let bundle = sandbox_bundle("busybox sleep 1000");
@@ -265,9 +257,7 @@ fn exec_in_a_user_namespace_keeps_the_sandbox_confinement() {
 
 #[test]
 fn liveness_survives_kill_with_a_harmless_signal() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let engine = engine(&rt);
     let bundle = sandbox_bundle("busybox sleep 1000");

@@ -10,9 +10,7 @@ use serde_json::Value;
 
 #[test]
 fn create_start_state_kill_delete() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let id = unique_id("life");
@@ -63,9 +61,7 @@ fn create_start_state_kill_delete() {
 
 #[test]
 fn delete_of_a_running_container_needs_force() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & sleep 1000"]);
     let id = unique_id("force");
@@ -102,9 +98,7 @@ fn delete_of_a_running_container_needs_force() {
 
 #[test]
 fn pause_resume_and_forced_delete_of_a_paused_container() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let id = unique_id("pause");
@@ -130,9 +124,7 @@ fn pause_resume_and_forced_delete_of_a_paused_container() {
 
 #[test]
 fn kill_all_and_signal_parsing() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sh", "-c", "sleep 1000 & wait"]);
     let id = unique_id("killall");
@@ -148,9 +140,7 @@ fn kill_all_and_signal_parsing() {
 
 #[test]
 fn exec_runs_in_the_container_with_clean_signals() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let id = unique_id("exec");
@@ -233,9 +223,7 @@ fn exec_runs_in_the_container_with_clean_signals() {
 
 #[test]
 fn events_stats_and_update() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let id = unique_id("stats");
@@ -301,9 +289,7 @@ fn events_stats_and_update() {
 
 #[test]
 fn run_in_the_foreground_passes_stdio_and_status_through() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&[
         "sh",
@@ -328,9 +314,7 @@ fn run_in_the_foreground_passes_stdio_and_status_through() {
 
 #[test]
 fn run_in_the_foreground_forwards_signals() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     // The init traps TERM and exits with a status that proves it got it.
     let bundle = Bundle::busybox(&[
@@ -360,9 +344,7 @@ fn run_in_the_foreground_forwards_signals() {
 
 #[test]
 fn state_has_the_shape_runc_prints() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let id = unique_id("shape");
@@ -481,9 +463,7 @@ type BreakBundle = Box<dyn Fn(&Bundle)>;
 
 #[test]
 fn failed_creates_leave_nothing_behind() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let cases: Vec<(&str, BreakBundle, &str)> = vec![
         (
@@ -557,9 +537,7 @@ fn failed_creates_leave_nothing_behind() {
 
 #[test]
 fn duplicate_ids_and_bad_ids_are_refused() {
-    if !can_run_containers() {
-        return;
-    }
+    require_containers();
     let rt = Runtime::new();
     let bundle = Bundle::busybox(&["sleep", "1000"]);
     let id = unique_id("dup");
