@@ -428,3 +428,46 @@ fn the_command_line_is_mxcs_executors() -> Result<()> {
     assert_eq!(ours.stdout, "out\n");
     Ok(())
 }
+
+#[test]
+fn a_reader_that_leaves_stderr_early_changes_no_exit_status() -> Result<()> {
+    // `--debug` logs on stderr; its reader going away must not end the executor halfway
+    // through a sandbox's set-up (leaving it behind): both executors exit with the command's
+    // status.
+    use std::io::Read;
+    use std::process::Stdio;
+    let dir = mxc_conformance::scratch_dir("mxc-parity-stderr")?;
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"version": "1.0.0", "process": {"commandLine": "echo out; exit 3"}}"#,
+    )?;
+    for executor in [Backend::mxc_executor()?, bins::binary("lxc-exec")?] {
+        let mut leaks = LeakCheck::snapshot();
+        leaks.watch_dir("/run/mxc");
+        let mut child = Command::new(&executor)
+            .arg("--debug")
+            .arg(&config)
+            .env("MXC_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let mut stderr = child.stderr.take().context("stderr is piped")?;
+        let mut first = [0u8; 1];
+        let _ = stderr.read(&mut first)?;
+        drop(stderr);
+        let status = mxc_conformance::command::wait_until(&mut child, LIMIT)?;
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(3),
+            "{}",
+            executor.display()
+        );
+        leaks.assert_clean()?;
+    }
+    Ok(())
+}

@@ -121,9 +121,12 @@ fn logging(debug: bool, log_file: Option<&PathBuf>) {
                 .init();
         }
     } else if debug || std::env::var_os("MXC_LOG").is_some() {
+        // A reader that stops reading stderr must not end this process halfway through a
+        // sandbox's set-up: tracing would report the failed write on stderr and panic there.
         tracing_subscriber::fmt()
             .with_env_filter(filter())
             .with_writer(std::io::stderr)
+            .log_internal_errors(false)
             .init();
     }
 }
