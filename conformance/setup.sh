@@ -19,6 +19,8 @@ packages=(
   dnsmasq-base openssl curl python3
   # sandboxing and benchmarking tools used next to the runtime
   bubblewrap hyperfine jq
+  # probes the escape batteries run inside one-shot sandboxes (seen through the host baseline)
+  python3
   # build dependencies: libseccomp for libcontainer, protoc for the CRI client
   libseccomp-dev pkg-config protobuf-compiler build-essential ca-certificates
 )

@@ -18,6 +18,7 @@
 //! | [`node`] | a node configuration of the test's own, and its audit log's records |
 //! | [`egress_world`] | a test world for egress by name: its own DNS server, HTTP/TLS/TCP/UDP servers |
 //! | [`leaks`] | what a scenario must not leave: processes, mounts, cgroups, netns, state |
+//! | [`oneshot`] | `mxc run` of a config, with a scratch tree of grants and a leak check |
 //! | [`command`] | running a host command with a time limit |
 //! | [`processes`] | the process table, and stopping only what the harness started |
 //! | [`sdk`] | MXC's TypeScript SDK and MXC's own executor, as clients and reference |
@@ -56,6 +57,7 @@ pub mod leaks;
 pub mod netns;
 pub mod node;
 pub mod oci_runtime;
+pub mod oneshot;
 pub mod processes;
 pub mod sdk;
 

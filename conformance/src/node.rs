@@ -15,6 +15,10 @@ use crate::command::poll;
 /// listener, `mxc-runtime delete` under Docker) shortly after the event.
 const RECORD_WAIT: Duration = Duration::from_secs(10);
 
+/// A node ceiling that lets a pod's or container's policy allow egress to the test networks
+/// (198.18.0.0/15) and nowhere else; without a ceiling, nothing beyond the node's default policy.
+pub const TEST_NETWORK_CEILING: &str = "[ceiling]\negress = [\"198.18.0.0/15\"]\n";
+
 /// A node configuration whose audit log the test reads.
 pub struct Node {
     dir: TempDir,

@@ -20,7 +20,7 @@ use mxc_conformance::cri::Cri;
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::netns::{tcp_request, NetNamespace, Subnet, TcpServer, UdpServer, Veth};
-use mxc_conformance::node::Node;
+use mxc_conformance::node::{Node, TEST_NETWORK_CEILING};
 use mxc_conformance::unique_name;
 use serde_json::{json, Value};
 use shim_support::{assert_clean, policy_annotation, wait_status};
@@ -206,7 +206,7 @@ fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
     let containerd = Containerd::start()?;
     let mut leaks = LeakCheck::snapshot();
     leaks.watch_dir(containerd.dir());
-    let node = Node::new()?;
+    let node = Node::with(TEST_NETWORK_CEILING)?;
 
     // The container's namespace (left) and the test host (right), linked.
     let subnet = Subnet::claim()?;
@@ -303,7 +303,7 @@ fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
 
 #[test]
 fn a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace() -> Result<()> {
-    let node = Node::new()?;
+    let node = Node::with(TEST_NETWORK_CEILING)?;
     let containerd = Containerd::start_with(ContainerdOptions {
         pod_network: PodNetwork::Ptp,
         mxc_options: vec![("ConfigPath".into(), node.config().display().to_string())],

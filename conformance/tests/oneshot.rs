@@ -3,119 +3,18 @@
 //! nothing the run set up remains.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
-use mxc_conformance::bins;
-use mxc_conformance::command::{run, Output};
+use mxc_conformance::command::run;
 use mxc_conformance::leaks::LeakCheck;
+use mxc_conformance::oneshot::{
+    mxc_run, shell, shell_with_fs, start_until_up, Run, Scratch, LIMIT, NOBODY, STATE_ROOT,
+};
 use mxc_conformance::unique_name;
 use serde_json::{json, Value};
-use tempfile::TempDir;
-
-/// `mxc run`'s state lives here; nothing may remain below it after a run.
-const STATE_ROOT: &str = "/run/mxc";
-const LIMIT: Duration = Duration::from_secs(60);
-const NOBODY: u32 = 65534;
-
-/// A directory tree for grants, reachable by the sandbox identity.
-struct Scratch {
-    dir: TempDir,
-}
-
-impl Scratch {
-    fn new() -> Result<Scratch> {
-        let dir = tempfile::Builder::new().prefix("mxc-oneshot-").tempdir()?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        Ok(Scratch { dir })
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn s(&self, rel: &str) -> String {
-        self.path(rel).display().to_string()
-    }
-
-    /// A directory owned by the sandbox identity (a writable grant).
-    fn owned_dir(&self, rel: &str) -> Result<PathBuf> {
-        let path = self.path(rel);
-        std::fs::create_dir_all(&path)?;
-        std::os::unix::fs::chown(&path, Some(NOBODY), Some(NOBODY))?;
-        Ok(path)
-    }
-
-    /// A root-owned directory, world-readable (a read-only grant).
-    fn root_dir(&self, rel: &str) -> Result<PathBuf> {
-        let path = self.path(rel);
-        std::fs::create_dir_all(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-        Ok(path)
-    }
-
-    fn file(&self, rel: &str, content: &str, mode: u32) -> Result<PathBuf> {
-        let path = self.path(rel);
-        std::fs::write(&path, content)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
-        Ok(path)
-    }
-}
-
-/// One `mxc run` of `config` (written to a file), with a leak check around it.
-struct Run {
-    output: Output,
-}
-
-impl Run {
-    fn stdout(&self) -> &str {
-        &self.output.stdout
-    }
-    fn stderr(&self) -> &str {
-        &self.output.stderr
-    }
-    fn code(&self) -> Option<i32> {
-        self.output.code()
-    }
-}
-
-fn mxc_run(config: Value, extra: &[&str]) -> Result<Run> {
-    let mut config = config;
-    let id = unique_name("oneshot");
-    if config.get("containerId").is_none() {
-        config["containerId"] = json!(id);
-    }
-    let id = config["containerId"].as_str().unwrap().to_string();
-    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
-    std::fs::write(file.path(), serde_json::to_vec_pretty(&config)?)?;
-
-    let mut leaks = LeakCheck::snapshot();
-    leaks.container(&id).watch_dir(STATE_ROOT);
-    let mut cmd = Command::new(bins::mxc()?);
-    cmd.arg("run").args(extra).arg(file.path());
-    let output = run(&mut cmd, LIMIT)?;
-    leaks.assert_clean()?;
-    ensure!(
-        !Path::new(STATE_ROOT).join("bundles").join(&id).exists(),
-        "bundle of {id} left behind"
-    );
-    ensure!(
-        !Path::new(STATE_ROOT).join("state/:mxc").join(&id).exists()
-            && !Path::new(STATE_ROOT).join("state").join(&id).exists(),
-        "state of {id} left behind"
-    );
-    Ok(Run { output })
-}
-
-fn shell(command: &str) -> Value {
-    json!({"version": "0.8.0-alpha", "process": {"commandLine": command}})
-}
-
-fn shell_with_fs(command: &str, filesystem: Value) -> Value {
-    json!({"version": "0.8.0-alpha", "process": {"commandLine": command}, "filesystem": filesystem})
-}
 
 // ---------------------------------------------------------------------------------------------
 // MXC's result contract.
@@ -275,21 +174,6 @@ fn setup_failures_exit_255_with_the_envelope_and_leave_nothing() -> Result<()> {
         run.stderr()
     );
     Ok(())
-}
-
-/// `mxc run FILE` in the background, once its command has printed `up`. The second value keeps
-/// the command's stdout open.
-fn start_until_up(file: &Path) -> Result<(std::process::Child, std::process::ChildStdout)> {
-    let mut child = Command::new(bins::mxc()?)
-        .arg("run")
-        .arg(file)
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
-    let mut stdout = child.stdout.take().context("stdout")?;
-    let mut first = [0u8; 3];
-    std::io::Read::read_exact(&mut stdout, &mut first)?;
-    ensure!(&first == b"up\n", "mxc run printed {first:?}");
-    Ok((child, stdout))
 }
 
 #[test]
@@ -506,17 +390,20 @@ fn symlinks_do_not_escape_grants_or_denials() -> Result<()> {
     let rw = scratch.owned_dir("ws")?;
     scratch.file("outside", "OUTSIDE", 0o644)?;
     scratch.file("ws/secret", "SECRET", 0o644)?;
+    // A link the sandbox identity could not have made (in a root-owned directory) is followed.
+    let fixed = scratch.root_dir("ws/fixed")?;
     std::os::unix::fs::symlink(scratch.path("outside"), scratch.path("ws/to-outside"))?;
-    std::os::unix::fs::symlink(scratch.path("ws/secret"), scratch.path("ws/to-secret"))?;
+    std::os::unix::fs::symlink(scratch.path("ws/secret"), fixed.join("to-secret"))?;
     let command = format!(
-        "cat {d}/to-outside; cat {d}/to-secret; cat {d}/secret; ln -s /etc/shadow {d}/made; cat {d}/made; \
-         ln -s {o} {d}/made2; cat {d}/made2",
+        "echo ran; cat {d}/to-outside; cat {d}/fixed/to-secret; cat {d}/secret; \
+         ln -s /etc/shadow {d}/made; cat {d}/made; ln -s {o} {d}/made2; cat {d}/made2",
         d = rw.display(),
         o = scratch.s("outside")
     );
     // The denial names the link; its target is what gets masked.
-    let fs = json!({"readwritePaths": [rw], "deniedPaths": [scratch.s("ws/to-secret")]});
+    let fs = json!({"readwritePaths": [rw], "deniedPaths": [fixed.join("to-secret")]});
     let run = mxc_run(shell_with_fs(&command, fs), &[])?;
+    assert!(run.stdout().starts_with("ran\n"), "{}", run.stderr());
     assert!(!run.stdout().contains("OUTSIDE"), "{}", run.stdout());
     assert!(!run.stdout().contains("SECRET"), "{}", run.stdout());
     assert!(!run.stdout().contains("root:"), "{}", run.stdout());

@@ -335,3 +335,188 @@ fn the_runtime_binary_cannot_be_overwritten_through_proc_exe() -> Result<()> {
     leaks.assert_clean()?;
     Ok(())
 }
+
+/// A node configuration file for `mxc-runtime --config`.
+fn node_config(text: &str) -> Result<tempfile::NamedTempFile> {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile()?;
+    std::fs::write(file.path(), text)?;
+    Ok(file)
+}
+
+#[test]
+fn an_annotation_cannot_loosen_what_the_node_allows() -> Result<()> {
+    let open = json!({"version": "0.8.0-alpha", "network": {"egress": {"default": "allow"}}});
+    // No ceiling configured: the node's default (here the built-in default-deny) is the most an
+    // annotation may ask for.
+    let refused = run("echo ran", Some(open.clone()), |_| {}, &[])?;
+    assert!(
+        !refused.success() && !refused.stdout.contains("ran"),
+        "{refused}"
+    );
+    assert!(
+        refused.stderr.contains("annotation io.mxc.config")
+            && refused.stderr.contains("network.egress.default")
+            && refused.stderr.contains("ceiling"),
+        "{refused}"
+    );
+    // A rule to one network is refused the same way, naming the rule.
+    let one = json!({"version": "0.8.0-alpha", "network": {"egress": {"allow": [{"to": [{"cidr": "198.18.0.0/24"}]}]}}});
+    let refused = run("echo ran", Some(one.clone()), |_| {}, &[])?;
+    assert!(
+        refused
+            .stderr
+            .contains("network.egress.allow[0].to[0].cidr"),
+        "{refused}"
+    );
+    // Control: once the node's ceiling allows that network, the same annotation runs.
+    let node = node_config("[ceiling]\negress = [\"198.18.0.0/15\"]\n")?;
+    let config = node.path().display().to_string();
+    let ok = run("echo ran", Some(one), |_| {}, &["--config", &config])?;
+    assert!(ok.success() && ok.stdout.contains("ran"), "{ok}");
+    // ... but not more than it.
+    let refused = run("echo ran", Some(open), |_| {}, &["--config", &config])?;
+    assert!(
+        !refused.success() && refused.stderr.contains("network.egress.default"),
+        "{refused}"
+    );
+    // An explicit ceiling bounds the node's own default policy too.
+    let default = tempfile::Builder::new().suffix(".json").tempfile()?;
+    std::fs::write(
+        default.path(),
+        json!({"version": "0.8.0-alpha", "network": {"egress": {"default": "allow"}}}).to_string(),
+    )?;
+    let node = node_config(&format!(
+        "default_policy = {:?}\n[ceiling]\negress = [\"198.18.0.0/15\"]\n",
+        default.path()
+    ))?;
+    let config = node.path().display().to_string();
+    let refused = run("echo ran", None, |_| {}, &["--config", &config])?;
+    assert!(
+        !refused.success()
+            && refused
+                .stderr
+                .contains(&default.path().display().to_string())
+            && refused.stderr.contains("network.egress.default"),
+        "{refused}"
+    );
+    Ok(())
+}
+
+#[test]
+fn the_ceiling_is_where_a_node_lets_a_spec_keep_capabilities_and_new_privileges() -> Result<()> {
+    let script = "grep -E '^CapEff|NoNewPrivs' /proc/self/status";
+    let ask = |spec: &mut Value| {
+        let caps = json!(["CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN", "CAP_CHOWN"]);
+        for set in ["bounding", "effective", "permitted"] {
+            spec["process"]["capabilities"][set] = caps.clone();
+        }
+        spec["process"]["noNewPrivileges"] = json!(false);
+    };
+    // Control: by default nothing of it is kept.
+    let out = run(script, None, ask, &[])?;
+    assert!(
+        out.stdout.contains("CapEff:\t0000000000000000") && out.stdout.contains("NoNewPrivs:\t1"),
+        "{out}"
+    );
+    let node = node_config(
+        "[ceiling]\ncapabilities = [\"CAP_NET_BIND_SERVICE\"]\nnew_privileges = true\n",
+    )?;
+    let config = node.path().display().to_string();
+    let out = run(script, None, ask, &["--config", &config])?;
+    // CAP_NET_BIND_SERVICE is bit 10: only it.
+    assert!(
+        out.stdout.contains("CapEff:\t0000000000000400") && out.stdout.contains("NoNewPrivs:\t0"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bundle_mode_bounds_memory_by_default_and_by_the_ceiling() -> Result<()> {
+    // Control: 100M is fine.
+    let out = plain("dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null; echo dd=$?")?;
+    assert!(out.stdout.contains("dd=0"), "{out}");
+    // A 3G buffer is more than the node's default 2G: the container's process dies, the host is
+    // untouched.
+    let out = plain("dd if=/dev/zero of=/dev/null bs=3000M count=1 2>/dev/null; echo dd=$?")?;
+    assert!(out.stdout.contains("dd=137"), "{out}");
+    // A spec asking for more than the ceiling is refused, naming the field.
+    let node = node_config("[ceiling]\nmemory = \"1G\"\n")?;
+    let config = node.path().display().to_string();
+    let out = run(
+        "true",
+        None,
+        |spec| spec["linux"]["resources"]["memory"] = json!({"limit": 4u64 << 30}),
+        &["--config", &config],
+    )?;
+    assert!(
+        !out.success() && out.stderr.contains("linux.resources.memory.limit"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn bundle_mode_refuses_set_id_files_and_planted_symlinks() -> Result<()> {
+    let tree = HostTree::new()?;
+    let ws = tree.path("ws");
+    std::fs::create_dir(&ws)?;
+    std::os::unix::fs::chown(&ws, Some(1000), Some(1000))?;
+    let node = node_config(&format!(
+        "[ceiling]\nreadwrite_host_paths = [{:?}]\n",
+        tree.dir.path()
+    ))?;
+    let config = node.path().display().to_string();
+    let policy = json!({"version": "0.8.0-alpha", "filesystem": {"readwritePaths": [ws]}});
+    let as_1000 = |spec: &mut Value| spec["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    let script = format!(
+        "cd {}; cp /bin/busybox bb; chmod 755 bb; echo plain=$?; chmod u+s bb; echo setuid=$?; \
+         chmod g+s bb; echo setgid=$?",
+        ws.display()
+    );
+    let out = run(&script, Some(policy), as_1000, &["--config", &config])?;
+    assert!(out.stdout.contains("plain=0"), "{out}");
+    assert!(
+        out.stdout.contains("setuid=1") && out.stdout.contains("setgid=1"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::metadata(ws.join("bb"))?.permissions().mode() & 0o6000,
+        0
+    );
+    // A symlink the container's identity planted in its workspace is not followed into a grant.
+    std::os::unix::fs::symlink("/", ws.join("root"))?;
+    std::os::unix::fs::lchown(ws.join("root"), Some(1000), Some(1000))?;
+    let policy =
+        json!({"version": "0.8.0-alpha", "filesystem": {"readonlyPaths": [ws.join("root")]}});
+    let out = run("ls /", Some(policy), as_1000, &["--config", &config])?;
+    assert!(
+        !out.success()
+            && out.stderr.contains("filesystem.readonlyPaths[0]")
+            && out.stderr.contains("could have planted"),
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_new_user_namespace_is_owned_by_its_root_and_bounded() -> Result<()> {
+    let script = "cat /proc/self/uid_map; cat /proc/sys/user/max_inotify_instances /proc/sys/user/max_user_namespaces";
+    let out = run(
+        script,
+        None,
+        |spec| {
+            let mut namespaces = spec["linux"]["namespaces"].as_array().unwrap().clone();
+            namespaces.push(json!({"type": "user"}));
+            spec["linux"]["namespaces"] = json!(namespaces);
+            spec["linux"]["uidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            spec["linux"]["gidMappings"] =
+                json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        },
+        &[],
+    )?;
+    let words: Vec<&str> = out.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "100000", "65536", "64", "0"], "{out}");
+    Ok(())
+}

@@ -71,6 +71,12 @@ pub enum EngineError {
 
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    #[error("container {id}: {source}")]
+    Staging {
+        id: String,
+        #[source]
+        source: crate::staging::StagingError,
+    },
 
     #[error("container {id}: network: {source}")]
     Network {

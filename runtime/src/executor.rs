@@ -8,6 +8,8 @@
 //! For `exec`, libcontainer drops the container's seccomp profile from the spec it builds for
 //! the new process; the executor carries the container's profile and installs it here.
 //!
+//! Every workload gets [`crate::seccomp`]'s filter on top of the spec's profile, last.
+//!
 //! For `mxc run`, whose sandbox must not outlive it even when it is SIGKILLed, the init asks
 //! for SIGKILL when its parent (the runner's main thread) dies. It asks here, after the last
 //! credential change (which would clear the request); as pid 1 of the sandbox's pid namespace,
@@ -107,6 +109,19 @@ impl Executor for WorkloadExecutor {
         if let Some(seccomp) = &self.seccomp {
             libcontainer::seccomp::initialize_seccomp(seccomp)
                 .map_err(|err| ExecutorError::Other(format!("installing seccomp: {err}")))?;
+        }
+        // SAFETY: prctl queries with no pointers.
+        let no_new_privs = unsafe { libc::prctl(libc::PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) } == 1;
+        if no_new_privs {
+            crate::seccomp::install().map_err(|err| {
+                ExecutorError::Other(format!(
+                    "installing the set-id and new-syscall filter: {err}"
+                ))
+            })?;
+        } else {
+            // Only when the node's ceiling lets a spec turn noNewPrivileges off: a filter cannot
+            // be installed without it, which the ceiling's documentation says.
+            tracing::debug!("noNewPrivileges is off: no set-id filter");
         }
         DefaultExecutor {}.exec(spec)
     }

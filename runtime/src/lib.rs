@@ -21,9 +21,12 @@ pub mod process;
 pub mod progress;
 pub mod record;
 pub mod seal;
+pub mod seccomp;
 pub mod signal;
 pub mod spec;
+pub mod staging;
 pub mod stats;
+pub mod userns;
 
 pub use container::{
     Cancel, Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOptions,

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mxc_translate::compile::nftables;
+use mxc_translate::compile::staging::StagingPlan;
 use mxc_translate::hosts::HostRule;
 use mxc_translate::{
-    one_shot, parse, resolve, Class, ConfigError, ConfigErrors, Expect, Identity, OneShotOptions,
-    ParseOptions, RealHost, ResolveOptions, SkeletonEntry, Source, Target,
+    one_shot, parse, resolve, Class, ConfigError, ConfigErrors, Expect, Identity, Limits,
+    OneShotOptions, ParseOptions, RealHost, ResolveOptions, Sandbox, SkeletonEntry, Source, Target,
 };
 
 use crate::audit::{AuditLog, ContainerAudit, Event};
@@ -57,8 +58,8 @@ pub struct RunRequest {
     pub rootfs: Option<PathBuf>,
     /// The host uid/gid the sandbox runs as.
     pub identity: Identity,
-    /// cgroup pids limit.
-    pub pids_limit: i64,
+    /// Memory, `/tmp` and process-count bounds.
+    pub limits: Limits,
     /// Engine state and bundles live below this directory.
     pub state_root: PathBuf,
     /// `--audit-log FILE`: one JSON line per decision (policy applied, denials, exit, timeout,
@@ -176,6 +177,7 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
         },
         identity: request.identity,
         hosts: request.hosts.clone(),
+        limits: request.limits,
     };
     let policy = match resolve(&config, &RealHost, &resolve_options) {
         Ok(policy) => policy,
@@ -189,8 +191,8 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
             &OneShotOptions {
                 container_id: &id,
                 empty_root: &bundle.join("rootfs"),
-                pids_limit: request.pids_limit,
                 host: &RealHost,
+                staging_dir: &bundle.join("stage"),
             },
         );
         return match compiled {
@@ -280,8 +282,8 @@ fn run_in(
         &OneShotOptions {
             container_id: id,
             empty_root: &empty_root,
-            pids_limit: request.pids_limit,
             host: &RealHost,
+            staging_dir: &bundle.path.join("stage"),
         },
     )
     .map_err(setup)?;
@@ -298,7 +300,7 @@ fn run_in(
             None => None,
         };
     bundle
-        .populate(&sandbox.spec, &sandbox.skeleton, policy.identity)
+        .populate(&sandbox, policy.identity)
         .map_err(|e| setup(format!("container {id}: writing the bundle: {e}")))?;
 
     let engine = Engine::new(request.state_root.join("state"))
@@ -573,19 +575,14 @@ impl BundleDir {
         Ok(bundle)
     }
 
-    fn populate(
-        &self,
-        spec: &oci_spec::runtime::Spec,
-        skeleton: &[SkeletonEntry],
-        owner: Identity,
-    ) -> std::io::Result<()> {
+    fn populate(&self, sandbox: &Sandbox, owner: Identity) -> std::io::Result<()> {
         let root = self.path.join("rootfs");
         std::fs::DirBuilder::new().mode(0o755).create(&root)?;
         // The runtime sets the root up as the sandbox's own (namespaced) root user, which is the
         // sandbox identity on the host: it must own the directory to create mountpoints in it.
         // The root is read-only once set up.
         std::os::unix::fs::chown(&root, Some(owner.uid), Some(owner.gid))?;
-        for entry in skeleton {
+        for entry in &sandbox.skeleton {
             match entry {
                 SkeletonEntry::Symlink { path, target } => {
                     let at = root.join(path);
@@ -596,7 +593,11 @@ impl BundleDir {
                 }
             }
         }
-        let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
+        if !sandbox.staging.is_empty() {
+            let plan = serde_json::to_vec(&sandbox.staging).map_err(std::io::Error::other)?;
+            std::fs::write(self.path.join(StagingPlan::FILE), plan)?;
+        }
+        let json = serde_json::to_vec_pretty(&sandbox.spec).map_err(std::io::Error::other)?;
         std::fs::write(self.path.join("config.json"), json)
     }
 }

@@ -6,10 +6,12 @@
 
 use std::path::{Path, PathBuf};
 
+use mxc_translate::ceiling::Ceiling;
 use mxc_translate::compile::annotations;
+use mxc_translate::hosts::HostPattern;
 use mxc_translate::{
-    apply_to_bundle, parse, resolve, Expect, Identity, NetworkPlan, ParseOptions, Policy, RealHost,
-    ResolveOptions, Source, Target,
+    apply_to_bundle, parse, resolve, BundleOptions, Expect, Identity, Limits, NetworkPlan,
+    ParseOptions, Policy, RealHost, ResolveOptions, Source, Target,
 };
 use oci_spec::runtime::Spec;
 use serde::Deserialize;
@@ -49,10 +51,146 @@ pub struct NodeConfig {
     /// Where audit records go.
     #[serde(default = "default_audit_log")]
     pub audit_log: PathBuf,
-    /// Host paths (and everything below them) that a policy supplied in an annotation may grant.
-    /// Empty by default: a pod author must not reach host paths the administrator did not allow.
+    /// Host paths (and everything below them) that a policy supplied in an annotation may grant,
+    /// on top of what the default policy grants, when there is no `[ceiling]`.
     #[serde(default)]
     pub annotation_host_paths: Vec<PathBuf>,
+    /// Bounds for containers whose spec sets none.
+    #[serde(default)]
+    pub limits: NodeLimits,
+    /// The most any container's policy and spec may ask for; see [`NodeCeiling`].
+    pub ceiling: Option<NodeCeiling>,
+}
+
+/// `[limits]`: what a container gets when its spec sets no limit of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeLimits {
+    #[serde(default = "default_memory", deserialize_with = "size")]
+    pub memory: u64,
+    #[serde(default = "default_tmp_size", deserialize_with = "size")]
+    pub tmp_size: u64,
+    #[serde(default = "default_pids")]
+    pub pids: i64,
+}
+
+fn default_memory() -> u64 {
+    Limits::DEFAULT.memory
+}
+fn default_tmp_size() -> u64 {
+    Limits::DEFAULT.tmp_size
+}
+fn default_pids() -> i64 {
+    Limits::DEFAULT.pids
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        NodeLimits {
+            memory: default_memory(),
+            tmp_size: default_tmp_size(),
+            pids: default_pids(),
+        }
+    }
+}
+
+impl NodeLimits {
+    fn limits(&self) -> Limits {
+        Limits {
+            memory: self.memory,
+            tmp_size: self.tmp_size,
+            pids: self.pids,
+        }
+    }
+}
+
+/// `[ceiling]`: the most any container may get on this node, whatever its policy (from an
+/// annotation, a named policy or the node's default) or its spec asks for. A policy or spec
+/// that asks for more is refused, naming the field. Without this section, the node's default
+/// policy is the ceiling for policies from annotations, and specs keep no capability and always
+/// run with `noNewPrivileges`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCeiling {
+    /// Destinations (CIDRs) a policy may allow egress to; `["0.0.0.0/0", "::/0"]` for any.
+    #[serde(default)]
+    pub egress: Vec<ipnet::IpNet>,
+    /// Host-name patterns (`api.example.com`, `*.example.com`, `**.example.com`, `:port`) a
+    /// policy's own host patterns must lie within.
+    #[serde(default, deserialize_with = "host_patterns")]
+    pub egress_hosts: Vec<HostPattern>,
+    /// Proxies (URLs) a policy may send all its traffic through.
+    #[serde(default)]
+    pub proxies: Vec<String>,
+    /// Host paths (and what lies below them) a policy may grant read-only.
+    #[serde(default)]
+    pub readonly_host_paths: Vec<PathBuf>,
+    /// Host paths (and what lies below them) a policy may grant read-write or read-only.
+    #[serde(default)]
+    pub readwrite_host_paths: Vec<PathBuf>,
+    /// Capabilities an engine's spec may keep (`CAP_NET_BIND_SERVICE`, ...); all others are
+    /// dropped. Empty by default.
+    #[serde(default)]
+    pub capabilities: Vec<String>,
+    /// Whether an engine's spec may set `noNewPrivileges: false` (setuid binaries then work in
+    /// the container, and the runtime's set-id seccomp filter is not installed).
+    #[serde(default)]
+    pub new_privileges: bool,
+    /// The largest memory limit an engine's spec may set.
+    #[serde(default, deserialize_with = "optional_size")]
+    pub memory: Option<u64>,
+    /// The largest pids limit an engine's spec may set.
+    pub pids: Option<i64>,
+}
+
+impl NodeCeiling {
+    fn policy_ceiling(&self) -> Ceiling {
+        Ceiling {
+            egress: self.egress.clone(),
+            egress_hosts: self.egress_hosts.clone(),
+            proxies: self.proxies.clone(),
+            readonly_paths: self.readonly_host_paths.clone(),
+            readwrite_paths: self.readwrite_host_paths.clone(),
+        }
+    }
+}
+
+fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => mxc_translate::size::parse_size(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a size (a number with an optional K, M, G or T suffix)"
+            ))
+        }),
+    }
+}
+
+fn host_patterns<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<HostPattern>, D::Error> {
+    let texts = Vec::<String>::deserialize(deserializer)?;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            HostPattern::parse(text).map_err(|reason| {
+                serde::de::Error::custom(format!("egress_hosts[{i}] = {text:?}: {reason}"))
+            })
+        })
+        .collect()
+}
+
+fn optional_size<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<u64>, D::Error> {
+    size(deserializer).map(Some)
 }
 
 fn default_policy_dir() -> PathBuf {
@@ -70,6 +208,8 @@ impl Default for NodeConfig {
             default_policy: None,
             audit_log: default_audit_log(),
             annotation_host_paths: Vec::new(),
+            limits: NodeLimits::default(),
+            ceiling: None,
         }
     }
 }
@@ -116,6 +256,8 @@ pub struct AppliedPolicy {
     pub network: Option<NetworkPlan>,
     /// The node's audit log, for denial records.
     pub audit_log: Option<PathBuf>,
+    /// Grants to stage before the container is created.
+    pub staging: mxc_translate::compile::staging::StagingPlan,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +269,7 @@ pub struct PolicyError(pub String);
 pub fn apply_bundle_policy(
     spec: &mut Spec,
     node: &NodeContext,
+    staging_dir: &Path,
 ) -> Result<AppliedPolicy, PolicyError> {
     if node.precompiled {
         let annotation = |key: &str| {
@@ -141,10 +284,37 @@ pub fn apply_bundle_policy(
             timeout_ms: annotation(annotations::TIMEOUT_MS).and_then(|v| v.parse().ok()),
             network: None,
             audit_log: None,
+            staging: Default::default(),
         });
     }
     let config = NodeConfig::load(node)?;
-    let policy = select(spec, node, &config)?;
+    let identity = workload_identity(spec);
+    let selected = select(spec, node, &config, identity)?;
+    let policy = selected.policy;
+    let ceiling_error = |errors: mxc_translate::ConfigErrors| {
+        PolicyError(
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    };
+    match &config.ceiling {
+        Some(ceiling) => ceiling
+            .policy_ceiling()
+            .check(&policy)
+            .map_err(ceiling_error)?,
+        None if selected.from_annotation => {
+            // The node's default policy is what a pod author may narrow, never widen.
+            let mut ceiling = Ceiling::of_policy(&default_policy(node, &config, identity)?);
+            ceiling
+                .readwrite_paths
+                .extend(config.annotation_host_paths.iter().cloned());
+            ceiling.check(&policy).map_err(ceiling_error)?;
+        }
+        None => {}
+    }
     if joins_host_network(spec) {
         return Err(PolicyError(format!(
             "{}: {}",
@@ -152,44 +322,108 @@ pub fn apply_bundle_policy(
             mxc_translate::BundleError::HostNetwork
         )));
     }
-    apply_to_bundle(&policy, spec).map_err(|e| PolicyError(format!("{}: {e}", policy.source)))?;
+    let node_ceiling = config.ceiling.clone().unwrap_or_default();
+    let options = BundleOptions {
+        staging_dir,
+        capabilities: &node_ceiling.capabilities,
+        new_privileges: node_ceiling.new_privileges,
+        memory_max: node_ceiling.memory,
+        pids_max: node_ceiling.pids,
+    };
+    let staging = apply_to_bundle(&policy, spec, &options)
+        .map_err(|e| PolicyError(format!("{}: {e}", policy.source)))?;
     Ok(AppliedPolicy {
         source: policy.source.to_string(),
         sha256: policy.sha256.clone(),
         timeout_ms: policy.timeout_ms.map(u64::from),
         network: Some(policy.network.clone()),
         audit_log: Some(config.audit_log.clone()),
+        staging,
     })
 }
 
+/// The host uid and gid the container's process runs as: its `process.user` through the user
+/// namespace's mappings, when it has one. Grants, and symlinks on their way, are judged
+/// against it.
+fn workload_identity(spec: &Spec) -> Identity {
+    let user = spec.process().as_ref().map(|p| p.user().clone());
+    let (uid, gid) = user.map_or((0, 0), |u| (u.uid(), u.gid()));
+    let linux = spec.linux().as_ref();
+    let through = |id: u32, mappings: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        mappings
+            .and_then(|list| {
+                list.iter().find(|m| {
+                    id >= m.container_id()
+                        && u64::from(id) < u64::from(m.container_id()) + u64::from(m.size())
+                })
+            })
+            .map_or(id, |m| m.host_id() + (id - m.container_id()))
+    };
+    Identity {
+        uid: through(uid, linux.and_then(|l| l.uid_mappings().as_ref())),
+        gid: through(gid, linux.and_then(|l| l.gid_mappings().as_ref())),
+    }
+}
+
+/// A container's policy, and whether a pod author supplied it (an inline annotation).
+pub struct Selected {
+    pub policy: Policy,
+    pub from_annotation: bool,
+}
+
 /// Finds and resolves the policy for a container (first match wins).
-pub fn select(spec: &Spec, node: &NodeContext, config: &NodeConfig) -> Result<Policy, PolicyError> {
+pub fn select(
+    spec: &Spec,
+    node: &NodeContext,
+    config: &NodeConfig,
+    identity: Identity,
+) -> Result<Selected, PolicyError> {
     let annotation = |key: &str| {
         spec.annotations()
             .as_ref()
             .and_then(|a| a.get(key))
             .cloned()
     };
+    let limits = config.limits.limits();
     if let Some(inline) = annotation(CONFIG_ANNOTATION) {
         let source = Source::Annotation(CONFIG_ANNOTATION.to_string());
-        return load(source, &inline, Some(config.annotation_host_paths.clone()));
+        return Ok(Selected {
+            policy: load(source, &inline, identity, limits)?,
+            from_annotation: true,
+        });
     }
-    if let Some(name) = annotation(CONFIG_NAME_ANNOTATION) {
+    let policy = if let Some(name) = annotation(CONFIG_NAME_ANNOTATION) {
         let path = named_policy(&config.policy_dir, &name)?;
-        return load_file(&path);
-    }
-    if let Some(path) = node
+        load_file(&path, identity, limits)?
+    } else {
+        default_policy(node, config, identity)?
+    };
+    Ok(Selected {
+        policy,
+        from_annotation: false,
+    })
+}
+
+/// The node's default policy, or the built-in default-deny profile.
+fn default_policy(
+    node: &NodeContext,
+    config: &NodeConfig,
+    identity: Identity,
+) -> Result<Policy, PolicyError> {
+    let limits = config.limits.limits();
+    match node
         .default_policy
         .as_ref()
         .or(config.default_policy.as_ref())
     {
-        return load_file(path);
+        Some(path) => load_file(path, identity, limits),
+        None => load(
+            Source::Named("built-in default-deny policy".into()),
+            DEFAULT_DENY,
+            identity,
+            limits,
+        ),
     }
-    load(
-        Source::Named("built-in default-deny policy".into()),
-        DEFAULT_DENY,
-        None,
-    )
 }
 
 fn named_policy(dir: &Path, name: &str) -> Result<PathBuf, PolicyError> {
@@ -219,16 +453,17 @@ fn named_policy(dir: &Path, name: &str) -> Result<PathBuf, PolicyError> {
     Ok(path)
 }
 
-fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+fn load_file(path: &Path, identity: Identity, limits: Limits) -> Result<Policy, PolicyError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| PolicyError(format!("{}: cannot read policy: {e}", path.display())))?;
-    load(Source::File(path.to_path_buf()), &text, None)
+    load(Source::File(path.to_path_buf()), &text, identity, limits)
 }
 
 fn load(
     source: Source,
     text: &str,
-    allowed_host_paths: Option<Vec<PathBuf>>,
+    identity: Identity,
+    limits: Limits,
 ) -> Result<Policy, PolicyError> {
     let options = ParseOptions {
         strict: false,
@@ -246,10 +481,10 @@ fn load(
     };
     let config = parse(source, text, options).map_err(one_line)?;
     let options = ResolveOptions {
-        target: Target::Bundle { allowed_host_paths },
-        // Bundle mode runs as the engine's user; grants are not checked against an identity.
-        identity: Identity::NOBODY,
+        target: Target::Bundle,
+        identity,
         hosts: Vec::new(),
+        limits,
     };
     resolve(&config, &RealHost, &options).map_err(one_line)
 }

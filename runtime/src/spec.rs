@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use mxc_translate::compile::staging::StagingPlan;
+
 use crate::policy::{self, AppliedPolicy, NodeContext};
 
 /// Oldest and newest minor versions of runtime-spec 1.x accepted.
@@ -54,6 +56,8 @@ pub struct EffectiveSpec {
     pub annotations: std::collections::HashMap<String, String>,
     pub user_namespace: bool,
     pub policy: AppliedPolicy,
+    /// Grants to stage before the container is created.
+    pub staging: StagingPlan,
 }
 
 /// Whether `version` is a runtime-spec version this runtime accepts: 1.0.x through 1.3.x,
@@ -132,7 +136,12 @@ fn expand_slice(slice: &str) -> PathBuf {
 
 /// Reads and checks `<bundle>/config.json`, applies the policy and settles what libcontainer
 /// needs. `bundle` must be absolute.
-pub fn prepare(bundle: &Path, id: &str, node: &NodeContext) -> Result<EffectiveSpec, SpecError> {
+pub fn prepare(
+    bundle: &Path,
+    id: &str,
+    node: &NodeContext,
+    staging_dir: &Path,
+) -> Result<EffectiveSpec, SpecError> {
     let path = bundle.join("config.json");
     let bytes = std::fs::read(&path).map_err(|source| SpecError::Read {
         bundle: bundle.to_path_buf(),
@@ -166,10 +175,28 @@ pub fn prepare(bundle: &Path, id: &str, node: &NodeContext) -> Result<EffectiveS
     }
 
     let before = spec.clone();
-    let applied = policy::apply_bundle_policy(&mut spec, node).map_err(|e| SpecError::Policy {
-        bundle: bundle.to_path_buf(),
-        message: e.to_string(),
+    let applied = policy::apply_bundle_policy(&mut spec, node, staging_dir).map_err(|e| {
+        SpecError::Policy {
+            bundle: bundle.to_path_buf(),
+            message: e.to_string(),
+        }
     })?;
+    let staging = if node.precompiled {
+        // `mxc run` wrote its plan beside the spec it compiled, in its own bundle directory.
+        match std::fs::read(bundle.join(StagingPlan::FILE)) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| invalid(format!("{}: {e}", StagingPlan::FILE)))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => StagingPlan::default(),
+            Err(source) => {
+                return Err(SpecError::Read {
+                    bundle: bundle.to_path_buf(),
+                    source,
+                })
+            }
+        }
+    } else {
+        applied.staging.clone()
+    };
     if spec != before {
         // Only a changed spec goes through the typed model, so that fields newer than the
         // model (runtime-spec 1.3 additions) survive when no policy touched them.
@@ -226,6 +253,7 @@ pub fn prepare(bundle: &Path, id: &str, node: &NodeContext) -> Result<EffectiveS
         annotations: spec.annotations().clone().unwrap_or_default(),
         user_namespace,
         policy: applied,
+        staging,
     })
 }
 
@@ -374,7 +402,7 @@ mod tests {
         let dir = bundle_with(
             r#"{"ociVersion":"1.0.2-dev","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"namespaces":[{"type":"pid"},{"type":"user"}],"uidMappings":[{"containerID":0,"hostID":1000,"size":1}],"gidMappings":[{"containerID":0,"hostID":1000,"size":1}]}}"#,
         );
-        let eff = prepare(dir.path(), "c1", &no_policy()).unwrap();
+        let eff = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap();
         let rootfs = std::fs::canonicalize(dir.path().join("rootfs")).unwrap();
         assert_eq!(eff.rootfs, rootfs);
         assert_eq!(eff.json["root"]["path"], rootfs.to_str().unwrap());
@@ -388,14 +416,14 @@ mod tests {
         let dir = bundle_with(
             r#"{"ociVersion":"1.3.0","root":{"path":"rootfs"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{"intelRdt":{"schemata":["L3:0=f"]}}}"#,
         );
-        let eff = prepare(dir.path(), "c1", &no_policy()).unwrap();
+        let eff = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap();
         assert_eq!(eff.json["linux"]["intelRdt"]["schemata"][0], "L3:0=f");
     }
 
     #[test]
     fn prepare_rejects_bad_bundles_with_reasons() {
         let dir = bundle_with(r#"{"ociVersion":"2.0.0","root":{"path":"rootfs"}}"#);
-        let err = prepare(dir.path(), "c1", &no_policy()).unwrap_err();
+        let err = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap_err();
         assert!(
             err.to_string().contains("unsupported ociVersion \"2.0.0\""),
             "{err}"
@@ -404,18 +432,24 @@ mod tests {
         let dir = bundle_with(
             r#"{"ociVersion":"1.0.0","root":{"path":"nope"},"process":{"args":["sh"],"cwd":"/","user":{"uid":0,"gid":0}},"linux":{}}"#,
         );
-        let err = prepare(dir.path(), "c1", &no_policy()).unwrap_err();
+        let err = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap_err();
         assert!(err.to_string().contains("does not exist"), "{err}");
 
         let dir = bundle_with("not json");
-        let err = prepare(dir.path(), "c1", &no_policy()).unwrap_err();
+        let err = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap_err();
         assert!(
             err.to_string().contains("config.json is not valid"),
             "{err}"
         );
 
         let empty = tempfile::tempdir().unwrap();
-        let err = prepare(empty.path(), "c1", &no_policy()).unwrap_err();
+        let err = prepare(
+            empty.path(),
+            "c1",
+            &no_policy(),
+            &empty.path().join("stage"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("cannot read config.json"), "{err}");
     }
 

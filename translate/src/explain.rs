@@ -94,12 +94,23 @@ pub fn explain(policy: &Policy) -> Vec<Row> {
     for step in &policy.mounts {
         let destination = step.destination.display();
         let enforced = match &step.action {
-            MountAction::Bind { source, readonly: true } => format!(
-                "bind {} at {destination}: rbind, ro + rro (sub-mounts read-only too), nosuid, nodev",
+            MountAction::Bind {
+                source,
+                readonly: true,
+                ..
+            } => format!(
+                "bind {} at {destination}: staged before start (opened with no symlink followed, \
+                 checked to be the object examined), rbind, ro recursively (sub-mounts too), \
+                 nosuid, nodev",
                 source.display()
             ),
-            MountAction::Bind { source, readonly: false } => format!(
-                "bind {} at {destination}: rbind, rw, nosuid, nodev",
+            MountAction::Bind {
+                source,
+                readonly: false,
+                ..
+            } => format!(
+                "bind {} at {destination}: staged before start (opened with no symlink followed, \
+                 checked to be the object examined), rbind, rw, nosuid, nodev",
                 source.display()
             ),
             MountAction::MaskFile => format!(
@@ -123,7 +134,51 @@ pub fn explain(policy: &Policy) -> Vec<Row> {
         "filesystem (ordering)",
         "most specific path wins",
         "mounts emitted shallow to deep after the baseline, /proc, /dev and /tmp; symlinks in \
-         denied paths resolved to their targets, which are masked",
+         denied paths resolved to their targets, which are masked; a symlink the sandbox \
+         identity owns or could have replaced is refused, in grants and denials alike",
+    ));
+    rows.push(row(
+        "filesystem (denied paths in writable grants)",
+        "names keep their objects",
+        "each directory between a writable grant and a denied path is a mount point of itself \
+         (staged), so the sandbox cannot rename or remove it; a denied file with another hard \
+         link on a file system the sandbox can reach, or such a file below a denied directory, \
+         is refused",
+    ));
+    let limits = &policy.limits;
+    rows.push(row(
+        "limits.memory",
+        crate::size::format_size(limits.memory),
+        "cgroup memory limit, no swap on top (mxc run --memory; the node's [limits] in bundle \
+         mode): the kernel's OOM killer stops a process of the sandbox, never the host",
+    ));
+    rows.push(row(
+        "limits.pids",
+        limits.pids.to_string(),
+        "cgroup pids limit (mxc run --pids-limit): fork fails with EAGAIN beyond it",
+    ));
+    rows.push(row(
+        "limits.tmp",
+        crate::size::format_size(limits.tmp_size),
+        "size of the private /tmp tmpfs (mxc run --tmp-size; in bundle mode, a tmpfs /tmp \
+         without a size): writes beyond it fail with ENOSPC",
+    ));
+    rows.push(row(
+        "limits.user-namespace",
+        crate::compile::USER_NAMESPACE_LIMITS
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.trim_start_matches("user.")))
+            .collect::<Vec<_>>()
+            .join(" "),
+        "sysctls of the sandbox's own user namespace, which the runtime creates as the sandbox \
+         identity: what the sandbox counts is charged to that identity, not to root",
+    ));
+    rows.push(row(
+        "process (set-id files)",
+        "refused",
+        "a second seccomp filter: chmod/fchmod/fchmodat and file-creating open/openat/creat/\
+         mknod with S_ISUID or S_ISGID fail with EPERM; openat2, the x32 ABI and syscalls newer \
+         than the filter (>= 451) fail with ENOSYS",
     ));
     for note in &policy.notes {
         rows.push(row("note", "", note.clone()));

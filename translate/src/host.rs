@@ -33,6 +33,8 @@ pub trait HostFacts {
     fn symlink_metadata(&self, path: &Path) -> io::Result<FileInfo>;
     /// `readlink(2)`.
     fn read_link(&self, path: &Path) -> io::Result<PathBuf>;
+    /// The entries of a directory (full paths, unsorted; `.` and `..` left out).
+    fn children(&self, path: &Path) -> io::Result<Vec<PathBuf>>;
 
     /// `stat(2)`: follows symlinks.
     fn metadata(&self, path: &Path) -> io::Result<FileInfo> {
@@ -76,6 +78,12 @@ impl HostFacts for RealHost {
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         std::fs::read_link(path)
     }
+
+    fn children(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        std::fs::read_dir(path)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -91,7 +99,10 @@ enum FakeNode {
         gid: u32,
         nlink: u64,
     },
-    Link(PathBuf),
+    Link {
+        target: PathBuf,
+        uid: u32,
+    },
 }
 
 /// An in-memory host tree for tests: directories, files and symlinks with owners and modes.
@@ -176,8 +187,27 @@ impl FakeHost {
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
         let path = PathBuf::from(path);
         self.parents(&path);
-        self.nodes
-            .insert(path, FakeNode::Link(PathBuf::from(target)));
+        self.nodes.insert(
+            path,
+            FakeNode::Link {
+                target: PathBuf::from(target),
+                uid: 0,
+            },
+        );
+        self
+    }
+
+    /// A symlink owned by `uid` (a sandbox identity that planted it).
+    pub fn symlink_owned(mut self, path: &str, target: &str, uid: u32) -> Self {
+        let path = PathBuf::from(path);
+        self.parents(&path);
+        self.nodes.insert(
+            path,
+            FakeNode::Link {
+                target: PathBuf::from(target),
+                uid,
+            },
+        );
         self
     }
 
@@ -203,7 +233,7 @@ impl HostFacts for FakeHost {
                 gid,
                 nlink,
             } => (FileKind::File, *mode, *uid, *gid, *nlink),
-            FakeNode::Link(_) => (FileKind::Symlink, 0o777, 0, 0, 1),
+            FakeNode::Link { uid, .. } => (FileKind::Symlink, 0o777, *uid, *uid, 1),
         };
         Ok(FileInfo {
             kind,
@@ -218,8 +248,21 @@ impl HostFacts for FakeHost {
 
     fn read_link(&self, path: &Path) -> io::Result<PathBuf> {
         match self.nodes.get(path) {
-            Some(FakeNode::Link(target)) => Ok(target.clone()),
+            Some(FakeNode::Link { target, .. }) => Ok(target.clone()),
             Some(_) => Err(io::Error::from_raw_os_error(22)),
+            None => Err(io::Error::from(io::ErrorKind::NotFound)),
+        }
+    }
+
+    fn children(&self, path: &Path) -> io::Result<Vec<PathBuf>> {
+        match self.nodes.get(path) {
+            Some(FakeNode::Dir { .. }) => Ok(self
+                .nodes
+                .keys()
+                .filter(|p| p.parent() == Some(path) && p.as_path() != path)
+                .cloned()
+                .collect()),
+            Some(_) => Err(io::Error::from_raw_os_error(20)),
             None => Err(io::Error::from(io::ErrorKind::NotFound)),
         }
     }
@@ -234,6 +277,8 @@ pub struct Resolved {
     pub exists: bool,
     /// Whether resolution stopped at a symlink whose target does not exist.
     pub dangling: bool,
+    /// Every symlink followed on the way, where it was found, in order.
+    pub symlinks: Vec<PathBuf>,
 }
 
 const MAX_LINKS: usize = 40;
@@ -251,6 +296,7 @@ pub fn resolve_symlinks<H: HostFacts + ?Sized>(host: &H, path: &Path) -> io::Res
         .collect();
     let mut current = PathBuf::from("/");
     let mut links = 0;
+    let mut symlinks = Vec::new();
     let mut missing = false;
     let mut dangling = false;
     while let Some(name) = pending.pop() {
@@ -270,6 +316,7 @@ pub fn resolve_symlinks<H: HostFacts + ?Sized>(host: &H, path: &Path) -> io::Res
                     return Err(io::Error::from_raw_os_error(40)); // ELOOP
                 }
                 let target = host.read_link(&candidate)?;
+                symlinks.push(candidate.clone());
                 if target.is_absolute() {
                     current = PathBuf::from("/");
                 }
@@ -301,6 +348,7 @@ pub fn resolve_symlinks<H: HostFacts + ?Sized>(host: &H, path: &Path) -> io::Res
         path: current,
         exists,
         dangling: dangling && missing,
+        symlinks,
     })
 }
 

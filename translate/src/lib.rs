@@ -9,6 +9,7 @@
 //! Pure: nothing here starts processes or mounts anything, and what it must know about the host
 //! comes through the [`HostFacts`] trait.
 
+pub mod ceiling;
 pub mod compile;
 mod contract;
 mod error;
@@ -19,6 +20,7 @@ mod json;
 pub mod model;
 pub mod network;
 mod parse;
+pub mod size;
 mod source;
 pub mod version;
 
@@ -33,7 +35,11 @@ pub mod paths;
 mod policy;
 mod resolve;
 
-pub use compile::{apply_to_bundle, one_shot, BundleError, OneShotOptions, Sandbox, SkeletonEntry};
+pub use compile::{
+    apply_to_bundle, one_shot, BundleError, BundleOptions, OneShotOptions, Sandbox, SkeletonEntry,
+};
 pub use host::{FakeHost, FileInfo, FileKind, HostFacts, RealHost};
-pub use policy::{EgressFilter, Identity, MountAction, MountStep, NetworkPlan, Policy, Profile};
+pub use policy::{
+    EgressFilter, Identity, Limits, MountAction, MountStep, NetworkPlan, ObjectId, Policy, Profile,
+};
 pub use resolve::{resolve, ResolveOptions, Target, BASELINE};

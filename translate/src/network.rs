@@ -317,14 +317,22 @@ fn legacy_proxy(report: &mut Report, proxy: &model::Proxy) -> Option<ProxyEndpoi
     None
 }
 
-/// Redacts a password in a proxy URL for messages.
+/// A proxy URL for messages: its user information (user name and password) replaced, whether
+/// or not the URL parses.
 pub fn redact_url(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("REDACTED"));
-            parsed.to_string()
-        }
-        _ => text.to_string(),
+    let Some(scheme_end) = text.find("://").map(|i| i + 3) else {
+        return text.to_string();
+    };
+    let authority_end = text[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| scheme_end + i);
+    match text[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}REDACTED@{}",
+            &text[..scheme_end],
+            &text[scheme_end + at + 1..]
+        ),
+        None => text.to_string(),
     }
 }
 
@@ -540,10 +548,20 @@ mod tests {
     }
 
     #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("http://user:secret@proxy:8080"),
-            "http://user:REDACTED@proxy:8080/"
-        );
+    fn redacts_user_names_and_passwords_even_in_urls_that_do_not_parse() {
+        for (url, shown) in [
+            (
+                "http://user:secret@proxy:8080",
+                "http://REDACTED@proxy:8080",
+            ),
+            (
+                "http://alice@proxy:8080/x@y",
+                "http://REDACTED@proxy:8080/x@y",
+            ),
+            ("http://user:p@ss@[bad", "http://REDACTED@[bad"),
+            ("http://proxy:8080", "http://proxy:8080"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+        }
     }
 }

@@ -25,6 +25,34 @@ impl Identity {
     };
 }
 
+/// Resource bounds of a sandbox: every one has some, so that nothing it does becomes a host
+/// out-of-memory or a full disk. Hitting one is an error the workload sees (the kernel's OOM
+/// killer inside the sandbox's cgroup, `ENOSPC`, `EAGAIN` from fork).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Memory (cgroup), bytes; swap is not added on top.
+    pub memory: u64,
+    /// The private `/tmp` tmpfs (one-shot) or a tmpfs `/tmp` without a size (bundle), bytes.
+    pub tmp_size: u64,
+    /// Processes and threads (cgroup pids).
+    pub pids: i64,
+}
+
+impl Limits {
+    pub const DEFAULT: Limits = Limits {
+        memory: 2 << 30,
+        tmp_size: 1 << 30,
+        pids: 1024,
+    };
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
 /// Which root filesystem the sandbox sees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
@@ -53,11 +81,24 @@ pub struct MountStep {
     pub action: MountAction,
 }
 
+/// A file system object as `stat(2)` names it: the device and inode resolution examined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+pub struct ObjectId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase", tag = "kind")]
 pub enum MountAction {
-    /// Bind the host path (symlinks followed) recursively.
-    Bind { source: PathBuf, readonly: bool },
+    /// Bind the host object at `source` (its resolved path, no symlink left in it) recursively;
+    /// the runtime binds exactly `object`, the one resolution checked, or refuses.
+    Bind {
+        source: PathBuf,
+        readonly: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        object: Option<ObjectId>,
+    },
     /// A denied regular file: `/dev/null` bound over it, read-only, `nodev`: opens fail.
     MaskFile,
     /// A denied directory: an empty read-only tmpfs of mode 000, so it still lists in its
@@ -129,6 +170,7 @@ pub struct Policy {
     pub env_verbatim: bool,
     pub timeout_ms: Option<u32>,
     pub identity: Identity,
+    pub limits: Limits,
     pub mounts: Vec<MountStep>,
     pub network: NetworkPlan,
     /// What resolution decided without failing (dropped duplicates, masks that had nothing to

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mxc_translate::compile::staging::{StagedGrant, StagedStep, StagingPlan};
 use mxc_translate::{
     one_shot, parse, resolve, FakeHost, Identity, OneShotOptions, ParseOptions, ResolveOptions,
     Source, Target,
@@ -83,6 +84,48 @@ fn intent(path: &Path, entries: &[(PathBuf, Access)]) -> Option<Access> {
         .map(|(_, a)| *a)
 }
 
+const STAGING: &str = "/run/mxc/prop/stage";
+
+/// The sandbox's mounts in order, staged trees expanded: a spec mount of a staged tree becomes
+/// the tree's grant, then what was staged inside it, at sandbox paths (a pin re-mounts what is
+/// already there, so it changes nothing that shows).
+fn view(spec_mounts: &[Value], staging: &StagingPlan) -> Vec<Value> {
+    let mut out = Vec::new();
+    for mount in spec_mounts {
+        let source = mount["source"].as_str().unwrap_or_default();
+        let Some(tree) = staging
+            .trees
+            .iter()
+            .find(|t| Path::new(STAGING).join(&t.name) == Path::new(source))
+        else {
+            out.push(mount.clone());
+            continue;
+        };
+        let bind = |dest: &Path, grant: &StagedGrant| {
+            let mut options = vec![json!("rbind")];
+            if grant.readonly {
+                options.push(json!("ro"));
+            }
+            json!({"destination": dest, "type": "bind", "source": grant.source, "options": options})
+        };
+        out.push(bind(&tree.destination, &tree.grant));
+        for step in &tree.steps {
+            let dest = tree.destination.join(step.path());
+            match step {
+                StagedStep::Grant { grant, .. } => out.push(bind(&dest, grant)),
+                StagedStep::Pin { .. } => {}
+                StagedStep::MaskFile { .. } => {
+                    out.push(json!({"destination": dest, "type": "bind", "source": "/dev/null"}))
+                }
+                StagedStep::MaskDirectory { .. } => {
+                    out.push(json!({"destination": dest, "type": "tmpfs"}))
+                }
+            }
+        }
+    }
+    out
+}
+
 /// What the sandbox shows at `path`: the last mount whose destination covers it.
 fn effective<'a>(path: &Path, mounts: &'a [Value]) -> Option<&'a Value> {
     mounts
@@ -110,6 +153,7 @@ proptest! {
             target: Target::OneShot { rootfs: None },
             identity: Identity { uid: 0, gid: 0 },
             hosts: Vec::new(),
+            limits: Default::default(),
         };
         let policy = resolve(&parsed, &host, &options);
         let policy = match policy {
@@ -124,11 +168,11 @@ proptest! {
         let sandbox = one_shot(&policy, &OneShotOptions {
             container_id: "prop",
             empty_root: Path::new("/run/mxc/prop/rootfs"),
-            pids_limit: 64,
             host: &host,
+            staging_dir: Path::new(STAGING),
         }).unwrap();
         let spec = serde_json::to_value(&sandbox.spec).unwrap();
-        let mounts = spec["mounts"].as_array().unwrap().clone();
+        let mounts = view(spec["mounts"].as_array().unwrap(), &sandbox.staging);
 
         // Same string in several lists: the strictest list wins.
         let mut resolved: Vec<(PathBuf, Access)> = Vec::new();

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 
 use mxc_translate::{
-    apply_to_bundle, one_shot, parse, resolve, Expect, FakeHost, Identity, MountAction,
-    NetworkPlan, OneShotOptions, ParseOptions, Policy, ResolveOptions, Source, Target,
+    apply_to_bundle, one_shot, parse, resolve, BundleOptions, Expect, FakeHost, HostFacts,
+    Identity, MountAction, NetworkPlan, ObjectId, OneShotOptions, ParseOptions, Policy,
+    ResolveOptions, Source, Target,
 };
 use serde_json::{json, Value};
 
@@ -32,6 +33,15 @@ fn host() -> FakeHost {
         .dir_owned("/rootonly", 0o700, 0, 0)
         .dir_owned("/rootonly/open", 0o777, 1000, 1000)
         .hard_linked_file("/work/hard", 2)
+        .dir_owned("/work/fixed", 0o755, 0, 0)
+        .symlink("/work/fixed/link", "/work/secret.txt")
+        .symlink_owned("/work/planted", "/", 1000)
+        .symlink("/work/fixed/proc", "/proc/self")
+        .dir("/proc/self")
+        .dir_owned("/work/deny-dir", 0o755, 1000, 1000)
+        .hard_linked_file("/work/deny-dir/inner", 2)
+        .dir_owned("/opt", 0o755, 0, 0)
+        .symlink("/opt/link", "/data")
 }
 
 fn resolved(config: Value) -> Result<Policy, String> {
@@ -42,7 +52,7 @@ fn resolved_for(config: Value, target: Target) -> Result<Policy, String> {
     let text = config.to_string();
     let expect = match target {
         Target::OneShot { .. } => Expect::OneShot,
-        Target::Bundle { .. } => Expect::BundlePolicy,
+        Target::Bundle => Expect::BundlePolicy,
     };
     let options = ParseOptions {
         strict: false,
@@ -58,6 +68,7 @@ fn resolved_for(config: Value, target: Target) -> Result<Policy, String> {
             target,
             identity: ME,
             hosts: Vec::new(),
+            limits: Default::default(),
         },
     )
     .map_err(|e| e.to_string())
@@ -67,11 +78,25 @@ fn with_fs(fs: Value) -> Value {
     json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "filesystem": fs})
 }
 
+/// Each step's destination and action; grants without the object they were checked to be,
+/// which [`grants_carry_the_object_they_were_checked_against`] looks at.
 fn actions(policy: &Policy) -> Vec<(String, MountAction)> {
     policy
         .mounts
         .iter()
-        .map(|m| (m.destination.display().to_string(), m.action.clone()))
+        .map(|m| {
+            let action = match &m.action {
+                MountAction::Bind {
+                    source, readonly, ..
+                } => MountAction::Bind {
+                    source: source.clone(),
+                    readonly: *readonly,
+                    object: None,
+                },
+                other => other.clone(),
+            };
+            (m.destination.display().to_string(), action)
+        })
         .collect()
 }
 
@@ -94,10 +119,60 @@ fn most_specific_path_wins_in_mount_order() {
 #[test]
 fn denied_symlink_masks_its_target() {
     let policy = resolved(with_fs(
-        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/link"]}),
+        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/fixed/link"]}),
     ))
     .unwrap();
     assert!(actions(&policy).contains(&("/work/secret.txt".into(), MountAction::MaskFile)));
+}
+
+#[test]
+fn symlinks_the_sandbox_could_have_planted_are_refused_in_grants_and_denials() {
+    // /work belongs to the sandbox identity: a link there may be a previous run's plant.
+    let error = resolved(with_fs(
+        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/link"]}),
+    ))
+    .unwrap_err();
+    assert!(
+        error.contains("filesystem.deniedPaths[0]") && error.contains("could have planted"),
+        "{error}"
+    );
+    let error = resolved(with_fs(json!({"readonlyPaths": ["/work/planted"]}))).unwrap_err();
+    assert!(
+        error.contains("filesystem.readonlyPaths[0]") && error.contains("could have planted"),
+        "{error}"
+    );
+    // A link only root could have made is followed (as MXC does): /opt/link -> /data.
+    let policy = resolved(with_fs(json!({"readonlyPaths": ["/opt/link"]}))).unwrap();
+    assert!(matches!(
+        &policy.mounts[0].action,
+        MountAction::Bind { source, object: Some(_), .. } if source == Path::new("/data")
+    ));
+}
+
+#[test]
+fn a_grant_that_resolves_into_proc_sys_dev_or_the_root_is_refused() {
+    let error = resolved(with_fs(json!({"readonlyPaths": ["/work/fixed/proc"]}))).unwrap_err();
+    assert!(
+        error.contains("resolves to /proc/self") && error.contains("/proc"),
+        "{error}"
+    );
+}
+
+#[test]
+fn grants_carry_the_object_they_were_checked_against() {
+    let policy = resolved(with_fs(json!({"readonlyPaths": ["/data"]}))).unwrap();
+    let expected = host().metadata(Path::new("/data")).unwrap();
+    assert_eq!(
+        policy.mounts[0].action,
+        MountAction::Bind {
+            source: "/data".into(),
+            readonly: true,
+            object: Some(ObjectId {
+                dev: expected.dev,
+                ino: expected.ino
+            }),
+        }
+    );
 }
 
 #[test]
@@ -142,7 +217,8 @@ fn denied_directory_with_granted_child_is_traversable_mask() {
                 "/work".into(),
                 MountAction::Bind {
                     source: "/work".into(),
-                    readonly: false
+                    readonly: false,
+                    object: None,
                 }
             ),
             (
@@ -155,7 +231,8 @@ fn denied_directory_with_granted_child_is_traversable_mask() {
                 "/work/sub/x".into(),
                 MountAction::Bind {
                     source: "/work/sub/x".into(),
-                    readonly: true
+                    readonly: true,
+                    object: None,
                 }
             ),
         ]
@@ -184,12 +261,22 @@ fn same_string_and_same_object_take_the_strictest_intent() {
 }
 
 #[test]
-fn hard_linked_denied_file_in_a_writable_grant_is_refused() {
+fn hard_linked_denied_files_are_refused_in_any_grant_and_below_denied_directories() {
+    for grant in ["readwritePaths", "readonlyPaths"] {
+        let error = resolved(with_fs(
+            json!({grant: ["/work"], "deniedPaths": ["/work/hard"]}),
+        ))
+        .unwrap_err();
+        assert!(error.contains("hard links"), "{grant}: {error}");
+    }
     let error = resolved(with_fs(
-        json!({"readwritePaths": ["/work"], "deniedPaths": ["/work/hard"]}),
+        json!({"readonlyPaths": ["/work"], "deniedPaths": ["/work/deny-dir"]}),
     ))
     .unwrap_err();
-    assert!(error.contains("hard links"), "{error}");
+    assert!(
+        error.contains("/work/deny-dir/inner") && error.contains("hard links"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -350,8 +437,8 @@ fn one_shot_spec_cuts_privileges() {
         &OneShotOptions {
             container_id: "t1",
             empty_root: Path::new("/run/mxc/t1/rootfs"),
-            pids_limit: 100,
             host: &host(),
+            staging_dir: Path::new("/run/mxc/t1/stage"),
         },
     )
     .unwrap();
@@ -381,7 +468,34 @@ fn one_shot_spec_cuts_privileges() {
         assert!(namespaces.contains(&ns), "{ns}");
     }
     assert_eq!(spec["root"]["readonly"], json!(true));
-    assert_eq!(spec["linux"]["resources"]["pids"]["limit"], json!(100));
+    // Every sandbox is bounded: processes, memory (no swap on top), /tmp, user namespace counts.
+    assert_eq!(spec["linux"]["resources"]["pids"]["limit"], json!(1024));
+    assert_eq!(
+        spec["linux"]["resources"]["memory"]["limit"],
+        json!(2u64 << 30)
+    );
+    assert_eq!(
+        spec["linux"]["resources"]["memory"]["swap"],
+        json!(2u64 << 30)
+    );
+    let tmp = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/tmp")
+        .unwrap();
+    assert!(tmp["options"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("size=1073741824")));
+    assert_eq!(
+        spec["linux"]["sysctl"]["user.max_inotify_instances"],
+        json!("64")
+    );
+    assert_eq!(
+        spec["linux"]["sysctl"]["user.max_user_namespaces"],
+        json!("0")
+    );
     assert!(
         spec["linux"]["seccomp"]["syscalls"]
             .as_array()
@@ -403,16 +517,9 @@ fn one_shot_spec_cuts_privileges() {
 
 #[test]
 fn bundle_mode_rejects_engine_fields_and_host_network() {
-    let target = || Target::Bundle {
-        allowed_host_paths: Some(vec![PathBuf::from("/data")]),
-    };
+    let target = || Target::Bundle;
     let error = resolved_for(json!({"process": {"commandLine": "x"}}), target()).unwrap_err();
     assert!(error.contains("engine"), "{error}");
-    let error = resolved_for(with_fs(json!({"readonlyPaths": ["/work"]})), target()).unwrap_err();
-    assert!(
-        error.contains("does not allow this policy to grant"),
-        "{error}"
-    );
 
     let policy = resolved_for(
         json!({"filesystem": {"readonlyPaths": ["/data"], "deniedPaths": ["/etc/passwd"]}}),
@@ -427,7 +534,12 @@ fn bundle_mode_rejects_engine_fields_and_host_network() {
         "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
     });
     let mut spec = serde_json::from_value(engine.clone()).unwrap();
-    apply_to_bundle(&policy, &mut spec).unwrap();
+    apply_to_bundle(
+        &policy,
+        &mut spec,
+        &BundleOptions::strict(Path::new("/stage")),
+    )
+    .unwrap();
     let out = serde_json::to_value(&spec).unwrap();
     assert_eq!(out["process"]["capabilities"]["bounding"], json!([]));
     assert!(out["linux"]["maskedPaths"]
@@ -447,18 +559,26 @@ fn bundle_mode_rejects_engine_fields_and_host_network() {
     let mut host_net = engine.clone();
     host_net["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
     let mut spec = serde_json::from_value(host_net).unwrap();
-    assert!(apply_to_bundle(&policy, &mut spec)
-        .unwrap_err()
-        .to_string()
-        .contains("host network"));
+    assert!(apply_to_bundle(
+        &policy,
+        &mut spec,
+        &BundleOptions::strict(Path::new("/stage"))
+    )
+    .unwrap_err()
+    .to_string()
+    .contains("host network"));
 
     let mut as_root = engine;
     as_root["process"]["user"] = json!({"uid": 0, "gid": 0});
     let mut spec = serde_json::from_value(as_root).unwrap();
-    assert!(apply_to_bundle(&policy, &mut spec)
-        .unwrap_err()
-        .to_string()
-        .contains("root"));
+    assert!(apply_to_bundle(
+        &policy,
+        &mut spec,
+        &BundleOptions::strict(Path::new("/stage"))
+    )
+    .unwrap_err()
+    .to_string()
+    .contains("root"));
 }
 
 #[test]
@@ -487,6 +607,7 @@ fn caller_host_rules_join_the_policy() {
                 hosts: vec![
                     HostRule::parse("--allow-host[0]", "**.example.com", Action::Allow).unwrap(),
                 ],
+                limits: Default::default(),
             },
         )
         .map(|p| p.network)

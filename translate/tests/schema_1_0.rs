@@ -44,6 +44,7 @@ fn resolved(config: Value) -> Result<Policy, ConfigErrors> {
             target: Target::OneShot { rootfs: None },
             identity: ME,
             hosts: Vec::new(),
+            limits: Default::default(),
         },
     )
 }
@@ -62,8 +63,8 @@ fn env_of(config: Value) -> Vec<String> {
         &OneShotOptions {
             container_id: "t1",
             empty_root: Path::new("/run/mxc/t1/rootfs"),
-            pids_limit: 100,
             host: &host(),
+            staging_dir: Path::new("/run/mxc/t1/stage"),
         },
     )
     .unwrap();
@@ -232,6 +233,7 @@ fn telemetry_is_accepted_and_the_development_contract_needs_its_flag() {
             target: Target::OneShot { rootfs: None },
             identity: ME,
             hosts: Vec::new(),
+            limits: Default::default(),
         },
     )
     .unwrap_err();

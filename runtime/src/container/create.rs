@@ -15,6 +15,8 @@ use crate::network::{AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptio
 use crate::process::InitProcess;
 use crate::record::{write_atomic, ContainerRecord, Phase, PolicyRecord, CONFIG_FILE};
 use crate::spec;
+use crate::staging::{self, PrivateMounts};
+use crate::userns::{IdRange, OwnedUserNamespace};
 
 /// Where the container's stdin, stdout and stderr come from.
 #[derive(Debug, Default)]
@@ -108,7 +110,23 @@ impl Engine {
     ) -> Result<Container, EngineError> {
         let bundle = std::path::absolute(bundle)
             .map_err(|e| EngineError::io(format!("resolving bundle {}", bundle.display()), e))?;
-        let effective = spec::prepare(&bundle, id, &self.node)?;
+        let engine_dir = self.layout.engine_dir(id);
+        let mut effective = spec::prepare(&bundle, id, &self.node, &engine_dir.join("stage"))?;
+        // libcontainer loads seccomp before dropping capabilities only when noNewPrivileges is
+        // absent; an explicit `false` makes it load after, without CAP_SYS_ADMIN, and fail.
+        // Absent means false (runtime-spec), so say it that way.
+        if let Some(process) = effective.json["process"].as_object_mut() {
+            if process.get("noNewPrivileges") == Some(&serde_json::Value::Bool(false)) {
+                process.remove("noNewPrivileges");
+            }
+        }
+        // A new user namespace is created here, owned by the identity it maps to, and joined by
+        // libcontainer; the child holding it goes once the container's processes are in it.
+        let owned_user_namespace =
+            own_user_namespace(&mut effective.json).map_err(|e| EngineError::Io {
+                context: format!("container {id}: creating its user namespace"),
+                source: e,
+            })?;
         let terminal = effective.json["process"]["terminal"].as_bool() == Some(true);
         if terminal && options.console_socket.is_none() {
             return Err(EngineError::InvalidArgument(format!(
@@ -117,7 +135,6 @@ impl Engine {
             )));
         }
 
-        let engine_dir = self.layout.engine_dir(id);
         let config = serde_json::to_vec_pretty(&effective.json)
             .map_err(|e| EngineError::InvalidArgument(format!("serialising the spec: {e}")))?;
         write_atomic(&engine_dir.join(CONFIG_FILE), &config, 0o600).map_err(|e| {
@@ -178,6 +195,19 @@ impl Engine {
                 builder = builder.with_stderr(fd);
             }
         }
+        // Grants are staged in a private mount namespace that the container's own is copied
+        // from; this thread leaves it as soon as the container exists.
+        let staged = if effective.staging.is_empty() {
+            None
+        } else {
+            let staging_error = |source| EngineError::Staging {
+                id: id.to_string(),
+                source,
+            };
+            let private = PrivateMounts::enter().map_err(staging_error)?;
+            staging::stage(&effective.staging).map_err(staging_error)?;
+            Some(private)
+        };
         let container = builder
             .validate_id()
             .map_err(|e| lc(&e))?
@@ -186,7 +216,10 @@ impl Engine {
             .with_detach(options.console_socket.is_some())
             .with_no_pivot(options.no_pivot)
             .build()
-            .map_err(|e| lc(&e))?;
+            .map_err(|e| lc(&e));
+        drop(staged);
+        drop(owned_user_namespace);
+        let container = container?;
 
         let pid = container
             .pid()
@@ -280,4 +313,52 @@ impl Engine {
         let _ = std::fs::remove_dir_all(self.layout.engine_dir(id));
         let _ = std::fs::remove_dir(self.layout.engine_root());
     }
+}
+
+/// Creates the user namespace a spec asks for (no path) as the host identity its root maps to,
+/// and points the spec at it. `None` when the spec has none, joins one, or maps root to root.
+fn own_user_namespace(json: &mut serde_json::Value) -> std::io::Result<Option<OwnedUserNamespace>> {
+    let ranges = |key: &str| -> Vec<IdRange> {
+        json["linux"][key]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .filter_map(|m| {
+                        let field =
+                            |name: &str| m[name].as_u64().and_then(|v| u32::try_from(v).ok());
+                        Some(IdRange {
+                            container: field("containerID")?,
+                            host: field("hostID")?,
+                            size: field("size")?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let Some(namespaces) = json["linux"]["namespaces"].as_array() else {
+        return Ok(None);
+    };
+    let Some(index) = namespaces
+        .iter()
+        .position(|ns| ns["type"] == "user" && ns["path"].as_str().is_none_or(str::is_empty))
+    else {
+        return Ok(None);
+    };
+    let (uids, gids) = (ranges("uidMappings"), ranges("gidMappings"));
+    let root_of = |list: &[IdRange]| {
+        list.iter()
+            .find(|r| r.container == 0 && r.size > 0)
+            .map(|r| r.host)
+    };
+    let (Some(uid), Some(gid)) = (root_of(&uids), root_of(&gids)) else {
+        return Ok(None);
+    };
+    if uid == 0 {
+        return Ok(None);
+    }
+    let owned = OwnedUserNamespace::create((uid, gid), &uids, &gids)?;
+    json["linux"]["namespaces"][index]["path"] =
+        serde_json::Value::String(owned.path().to_string_lossy().into_owned());
+    Ok(Some(owned))
 }

@@ -9,12 +9,15 @@ pub mod capture;
 pub mod nftables;
 mod oneshot;
 pub mod seccomp;
+pub mod staging;
 
 use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::paths;
 use crate::policy::{MountAction, MountStep, NetworkPlan, Policy};
+use staging::StagingPlan;
 
 /// Proxy variables MXC sets (the first four, upper and lower case) or clears (all of them).
 pub const PROXY_VARIABLES: [&str; 5] = [
@@ -25,7 +28,7 @@ pub const PROXY_VARIABLES: [&str; 5] = [
     "NO_PROXY",
 ];
 
-pub use bundle::{apply_to_bundle, BundleError};
+pub use bundle::{apply_to_bundle, BundleError, BundleOptions};
 pub use oneshot::{one_shot, OneShotOptions, Sandbox, SkeletonEntry};
 
 /// Paths the runtime masks in every sandbox (runc's defaults).
@@ -50,6 +53,27 @@ pub const READONLY_PATHS: &[&str] = &[
     "/proc/irq",
     "/proc/sys",
     "/proc/sysrq-trigger",
+];
+
+/// Per-user-namespace limits (`linux.sysctl`, `user.*`) in every user namespace the runtime
+/// creates: inotify bounded, and no new namespace of any kind (the seccomp profile refuses them
+/// as well), except a few mount namespaces: `open_tree(OPEN_TREE_CLONE)` makes an anonymous one,
+/// and libcontainer masks paths that way after the sysctls are set (seccomp refuses `open_tree`
+/// to the sandbox itself). What a sandbox counts is charged to its namespace's owner up to the host's limits;
+/// these keep one sandbox from taking all of them.
+pub const USER_NAMESPACE_LIMITS: &[(&str, &str)] = &[
+    ("user.max_inotify_instances", "64"),
+    ("user.max_inotify_watches", "32768"),
+    ("user.max_fanotify_groups", "0"),
+    ("user.max_fanotify_marks", "0"),
+    ("user.max_user_namespaces", "0"),
+    ("user.max_mnt_namespaces", "8"),
+    ("user.max_net_namespaces", "0"),
+    ("user.max_pid_namespaces", "0"),
+    ("user.max_ipc_namespaces", "0"),
+    ("user.max_uts_namespaces", "0"),
+    ("user.max_cgroup_namespaces", "0"),
+    ("user.max_time_namespaces", "0"),
 ];
 
 /// Annotation keys written into every compiled spec.
@@ -84,29 +108,40 @@ struct PolicyMounts {
     readonly_after: Vec<String>,
     /// Paths the runtime masks itself (denied paths inside an image).
     masked: Vec<String>,
+    /// What the runtime stages before the container exists; `mounts` binds each staged tree
+    /// from `staging_dir`.
+    staging: StagingPlan,
 }
 
-fn policy_mounts(steps: &[MountStep]) -> PolicyMounts {
-    let mut mounts = Vec::new();
+fn policy_mounts(steps: &[MountStep], staging_dir: &Path) -> PolicyMounts {
+    let (staging, rest) = staging::plan(steps, staging_dir);
+    // Staged trees and the remaining masks, most-specific-path-wins (stable: shallow first).
+    let mut ordered: Vec<(usize, Value)> = staging
+        .trees
+        .iter()
+        .map(|tree| {
+            let mount = json!({
+                "destination": tree.destination,
+                "type": "bind",
+                "source": staging_dir.join(&tree.name),
+                // The staged tree carries every flag of every mount in it (read-only grants,
+                // writable ones nested in them, masks): bind it as it is.
+                "options": ["rbind", "nosuid", "nodev"],
+            });
+            (paths::depth(&tree.destination), mount)
+        })
+        .collect();
     let mut readonly_after = Vec::new();
     let mut masked = Vec::new();
-    for step in steps {
+    for step in &rest {
         let destination = step.destination.to_string_lossy().into_owned();
         let mount = match &step.action {
             MountAction::MaskInImage => {
                 masked.push(destination);
                 continue;
             }
-            MountAction::Bind { source, readonly } => {
-                let mut options = vec!["rbind", "nosuid", "nodev", "rprivate"];
-                if *readonly {
-                    // `rro` makes sub-mounts under the grant read-only too (mount_setattr).
-                    options.extend(["ro", "rro"]);
-                } else {
-                    options.push("rw");
-                }
-                json!({"destination": destination, "type": "bind", "source": source, "options": options})
-            }
+            // Every grant is staged.
+            MountAction::Bind { .. } => continue,
             MountAction::MaskFile => json!({
                 "destination": destination,
                 "type": "bind",
@@ -134,12 +169,14 @@ fn policy_mounts(steps: &[MountStep]) -> PolicyMounts {
                 })
             }
         };
-        mounts.push(mount);
+        ordered.push((paths::depth(&step.destination), mount));
     }
+    ordered.sort_by_key(|(depth, _)| *depth);
     PolicyMounts {
-        mounts,
+        mounts: ordered.into_iter().map(|(_, mount)| mount).collect(),
         readonly_after,
         masked,
+        staging,
     }
 }
 

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use super::staging::StagingPlan;
 use super::{environment, no_capabilities, policy_annotations, policy_mounts, seccomp};
-use super::{MASKED_PATHS, READONLY_PATHS};
+use super::{MASKED_PATHS, READONLY_PATHS, USER_NAMESPACE_LIMITS};
 use crate::host::{self, FileKind, HostFacts};
 use crate::paths;
 use crate::policy::{Policy, Profile};
@@ -17,10 +18,10 @@ pub struct OneShotOptions<'a> {
     pub container_id: &'a str,
     /// For the host-baseline profile: an empty directory the runtime owns, used as the root.
     pub empty_root: &'a Path,
-    /// `linux.resources.pids.limit`.
-    pub pids_limit: i64,
     /// Host facts, to skip baseline directories the host does not have.
     pub host: &'a dyn HostFacts,
+    /// Where the runtime stages grants (`staging`): a directory only the runtime can write.
+    pub staging_dir: &'a Path,
 }
 
 /// Something the runtime creates inside its empty root before `create`.
@@ -35,6 +36,8 @@ pub enum SkeletonEntry {
 pub struct Sandbox {
     pub spec: Spec,
     pub skeleton: Vec<SkeletonEntry>,
+    /// What the runtime stages before it creates the container.
+    pub staging: StagingPlan,
 }
 
 pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, String> {
@@ -65,9 +68,9 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
         "destination": "/tmp",
         "type": "tmpfs",
         "source": "tmpfs",
-        "options": ["nosuid", "nodev", "mode=1777"],
+        "options": ["nosuid", "nodev", "mode=1777", format!("size={}", policy.limits.tmp_size)],
     }));
-    let planned = policy_mounts(&policy.mounts);
+    let planned = policy_mounts(&policy.mounts, options.staging_dir);
     mounts.extend(planned.mounts);
 
     let mut readonly_paths: Vec<String> = READONLY_PATHS.iter().map(|s| s.to_string()).collect();
@@ -79,6 +82,13 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
         .into_iter()
         .map(|(k, v)| (k.to_string(), Value::String(v)))
         .collect();
+    // ICMP echo without CAP_NET_RAW (ping sockets), so that a policy can allow or deny it; the
+    // setting is private to the sandbox's network namespace. And the user namespace's limits.
+    let mut sysctl = serde_json::Map::new();
+    sysctl.insert("net.ipv4.ping_group_range".into(), json!("0 0"));
+    for (key, value) in USER_NAMESPACE_LIMITS {
+        sysctl.insert(key.to_string(), json!(value));
+    }
     let id_map = |host_id: u32| json!([{"containerID": 0, "hostID": host_id, "size": 1}]);
 
     let spec = json!({
@@ -107,7 +117,9 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
             "uidMappings": id_map(policy.identity.uid),
             "gidMappings": id_map(policy.identity.gid),
             "resources": {
-                "pids": {"limit": options.pids_limit},
+                "pids": {"limit": policy.limits.pids},
+                // No swap on top: memory+swap is the same limit.
+                "memory": {"limit": policy.limits.memory, "swap": policy.limits.memory},
                 "devices": [{"allow": false, "access": "rwm"}],
             },
             "cgroupsPath": format!("/mxc/{}", options.container_id),
@@ -115,14 +127,16 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
             "readonlyPaths": readonly_paths,
             "seccomp": seccomp::profile(),
             "rootfsPropagation": "private",
-            // ICMP echo without CAP_NET_RAW (ping sockets), so that a policy can allow or deny
-            // it; the setting is private to the sandbox's network namespace.
-            "sysctl": {"net.ipv4.ping_group_range": "0 0"},
+            "sysctl": sysctl,
         },
         "annotations": annotations,
     });
     let spec: Spec = serde_json::from_value(spec).map_err(|e| format!("internal: spec: {e}"))?;
-    Ok(Sandbox { spec, skeleton })
+    Ok(Sandbox {
+        spec,
+        skeleton,
+        staging: planned.staging,
+    })
 }
 
 /// Read-only binds of the host baseline. A baseline entry that is a symlink into another

@@ -15,7 +15,7 @@ pub(super) fn profile(
 ) -> Profile {
     let rootfs = match target {
         Target::OneShot { rootfs } => rootfs.clone(),
-        Target::Bundle { .. } => return Profile::Bundle,
+        Target::Bundle => return Profile::Bundle,
     };
     match containment {
         Containment::Process | Containment::Bubblewrap => match rootfs {

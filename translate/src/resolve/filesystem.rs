@@ -10,10 +10,24 @@ use crate::error::{index, Report};
 use crate::host::{self, FileInfo, FileKind, HostFacts};
 use crate::parse::Config;
 use crate::paths;
-use crate::policy::{Identity, MountAction, MountStep, Profile};
+use crate::policy::{Identity, MountAction, MountStep, ObjectId, Profile};
 
 /// Kernel filesystems the runtime provides itself; a grant must not replace or cover them.
 const RUNTIME_OWNED: &[&str] = &["/proc", "/sys", "/dev"];
+
+/// How many entries below a denied directory are examined for hard links before the policy is
+/// refused as too large to verify.
+pub const HARD_LINK_SCAN_LIMIT: usize = 20_000;
+
+/// A grant as resolution checked it.
+struct Grant {
+    /// Where the sandbox sees it (the path as written, normalised).
+    destination: PathBuf,
+    /// The resolved host path.
+    source: PathBuf,
+    access: Access,
+    object: ObjectId,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Access {
@@ -158,13 +172,10 @@ pub(super) fn mounts(
     // Most-specific-path-wins: shallow first, ties in list order rw, ro, denied.
     entries.sort_by_key(|entry| (paths::depth(&entry.path), entry.access));
 
-    let bundle_allowance = match &options.target {
-        Target::Bundle { allowed_host_paths } => Some(allowed_host_paths.clone()),
-        Target::OneShot { .. } => None,
-    };
+    let bundle = matches!(options.target, Target::Bundle);
 
     // Grants first (their sources and destinations decide what masks must cover).
-    let mut grants: Vec<(PathBuf, PathBuf, Access)> = Vec::new();
+    let mut grants: Vec<Grant> = Vec::new();
     for entry in entries.iter().filter(|e| e.access != Access::Denied) {
         let resolved = match host::resolve_symlinks(host, &entry.path) {
             Ok(resolved) => resolved,
@@ -185,43 +196,76 @@ pub(super) fn mounts(
             );
             continue;
         }
-        if let Some(Some(allowed)) = &bundle_allowance {
-            if !allowed.iter().any(|a| paths::is_within(&resolved.path, a)) {
-                report.reject(
-                    &entry.origin,
-                    &entry.written,
-                    "the node configuration does not allow this policy to grant that host path \
-                     (host_paths in /etc/mxc/config.toml)",
-                );
-                continue;
-            }
+        if let Some(reason) = untrusted_symlink(host, &resolved.symlinks, options.identity) {
+            report.reject(&entry.origin, &entry.written, reason);
+            continue;
+        }
+        if let Some(owned) = runtime_owned(&resolved.path) {
+            report.reject(
+                &entry.origin,
+                &entry.written,
+                format!(
+                    "resolves to {}: a grant must not cover the runtime's own {owned}, which \
+                     would expose the host's {owned} to the sandbox",
+                    resolved.path.display()
+                ),
+            );
+            continue;
         }
         let Ok(info) = host.symlink_metadata(&resolved.path) else {
             report.reject(&entry.origin, &entry.written, "cannot be examined");
             continue;
         };
-        if bundle_allowance.is_none() {
+        if !bundle {
+            // Bundle mode runs as the engine's user, which it chose; one-shot as ours.
             delegation(report, entry, &resolved.path, &info, host, options.identity);
         }
-        grants.push((entry.path.clone(), resolved.path, entry.access));
+        grants.push(Grant {
+            destination: entry.path.clone(),
+            source: resolved.path,
+            access: entry.access,
+            object: ObjectId {
+                dev: info.dev,
+                ino: info.ino,
+            },
+        });
+    }
+    // The file systems the sandbox can reach: a hard link to a denied file on one of them could
+    // be another name for it.
+    let mut visible_devices: Vec<u64> = grants.iter().map(|g| g.object.dev).collect();
+    if matches!(profile, Profile::HostBaseline) {
+        visible_devices.extend(
+            BASELINE
+                .iter()
+                .filter_map(|b| host.metadata(Path::new(b)).ok())
+                .map(|info| info.dev),
+        );
     }
 
     let mut steps = Vec::new();
     for entry in &entries {
         if entry.access != Access::Denied {
-            if let Some((dest, source, access)) = grants.iter().find(|(d, _, _)| *d == entry.path) {
+            if let Some(grant) = grants.iter().find(|g| g.destination == entry.path) {
                 steps.push(MountStep {
-                    destination: dest.clone(),
+                    destination: grant.destination.clone(),
                     origin: entry.origin.clone(),
                     action: MountAction::Bind {
-                        source: source.clone(),
-                        readonly: *access == Access::ReadOnly,
+                        source: grant.source.clone(),
+                        readonly: grant.access == Access::ReadOnly,
+                        object: Some(grant.object),
                     },
                 });
             }
             continue;
         }
-        for (destination, action) in mask(report, notes, entry, host, &grants, profile) {
+        let context = MaskContext {
+            host,
+            grants: &grants,
+            profile,
+            identity: options.identity,
+            visible_devices: &visible_devices,
+        };
+        for (destination, action) in mask(report, notes, entry, &context) {
             steps.push(MountStep {
                 destination,
                 origin: entry.origin.clone(),
@@ -244,6 +288,62 @@ fn permission_bits(info: &FileInfo, identity: Identity) -> u32 {
     } else {
         info.mode & 7
     }
+}
+
+/// Which of the runtime's own kernel file systems `path` is, lies in, or covers.
+fn runtime_owned(path: &Path) -> Option<&'static str> {
+    RUNTIME_OWNED
+        .iter()
+        .find(|owned| {
+            paths::is_within(path, Path::new(owned)) || Path::new(owned).starts_with(path)
+        })
+        .copied()
+}
+
+/// Why a symlink on the way to a policy path cannot be trusted, if one cannot: the sandbox
+/// identity owns it or could have replaced it (its directory is writable by that identity and
+/// not sticky), so a sandbox of an earlier run may have planted it to point a grant or a denial
+/// somewhere else. Symlinks only others could have made (`/lib -> usr/lib`, a link an
+/// administrator placed) are followed, as MXC does.
+fn untrusted_symlink(
+    host: &dyn HostFacts,
+    links: &[PathBuf],
+    identity: Identity,
+) -> Option<String> {
+    for link in links {
+        let Ok(info) = host.symlink_metadata(link) else {
+            continue;
+        };
+        let parent = link.parent().unwrap_or(Path::new("/"));
+        let replaceable = host.symlink_metadata(parent).is_ok_and(|dir| {
+            let sticky = dir.mode & 0o1000 != 0;
+            permission_bits(&dir, identity) & 3 == 3 && !sticky
+        });
+        if info.uid == identity.uid || replaceable {
+            let target = host
+                .read_link(link)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Some(format!(
+                "passes through the symlink {} (-> {target}), which the sandbox identity {}:{} \
+                 owns or could have replaced, so a sandbox could have planted it; name the real \
+                 path instead",
+                link.display(),
+                identity.uid,
+                identity.gid
+            ));
+        }
+    }
+    None
+}
+
+/// What masking needs to know besides the entry.
+struct MaskContext<'a> {
+    host: &'a dyn HostFacts,
+    grants: &'a [Grant],
+    profile: &'a Profile,
+    identity: Identity,
+    visible_devices: &'a [u64],
 }
 
 /// MXC's delegation check (D3), against the identity the workload runs as. The runtime opens
@@ -307,10 +407,14 @@ fn mask(
     report: &mut Report,
     notes: &mut Vec<String>,
     entry: &Entry,
-    host: &dyn HostFacts,
-    grants: &[(PathBuf, PathBuf, Access)],
-    profile: &Profile,
+    context: &MaskContext,
 ) -> Vec<(PathBuf, MountAction)> {
+    let MaskContext {
+        host,
+        grants,
+        profile,
+        ..
+    } = *context;
     let resolved = match host::resolve_symlinks(host, &entry.path) {
         Ok(resolved) => resolved,
         Err(error) => {
@@ -333,14 +437,21 @@ fn mask(
         );
         return Vec::new();
     }
+    if let Some(reason) = untrusted_symlink(host, &resolved.symlinks, context.identity) {
+        report.reject(&entry.origin, &entry.written, reason);
+        return Vec::new();
+    }
     let real = resolved.path;
 
     // Where the real object appears inside the sandbox: under each grant whose source covers
     // it, and at its own path when the profile's root shows it.
     let mut destinations: Vec<(PathBuf, bool)> = Vec::new();
-    for (dest, source, access) in grants {
-        if let Ok(rest) = real.strip_prefix(source) {
-            destinations.push((dest.join(rest), *access == Access::ReadWrite));
+    for grant in grants {
+        if let Ok(rest) = real.strip_prefix(&grant.source) {
+            destinations.push((
+                grant.destination.join(rest),
+                grant.access == Access::ReadWrite,
+            ));
         }
     }
     let in_profile_root = match profile {
@@ -371,29 +482,36 @@ fn mask(
     let granted_descendants = |dest: &Path| {
         grants
             .iter()
-            .any(|(g, _, _)| g != dest && paths::is_within(g, dest))
+            .any(|g| g.destination != dest && paths::is_within(&g.destination, dest))
     };
     match info {
-        Ok(info) if info.kind == FileKind::Directory => destinations
-            .into_iter()
-            .map(|(dest, _)| {
-                let granted = granted_descendants(&dest);
-                (
-                    dest,
-                    MountAction::MaskDirectory {
-                        granted_descendants: granted,
-                    },
-                )
-            })
-            .collect(),
+        Ok(info) if info.kind == FileKind::Directory => {
+            if let Err(reason) = hard_links_below(host, &real, context.visible_devices) {
+                report.reject(&entry.origin, &entry.written, reason);
+                return Vec::new();
+            }
+            destinations
+                .into_iter()
+                .map(|(dest, _)| {
+                    let granted = granted_descendants(&dest);
+                    (
+                        dest,
+                        MountAction::MaskDirectory {
+                            granted_descendants: granted,
+                        },
+                    )
+                })
+                .collect()
+        }
         Ok(info) => {
-            if info.nlink > 1 && destinations.iter().any(|(_, rw)| *rw) {
+            if info.nlink > 1 && context.visible_devices.contains(&info.dev) {
                 report.reject(
                     &entry.origin,
                     &entry.written,
                     format!(
-                        "is a file with {} hard links inside a granted tree; another name could \
-                         reach it, so it cannot be denied by path (remove the extra links)",
+                        "is a file with {} hard links on a file system the sandbox can reach; \
+                         another name could reach it, so it cannot be denied by path (remove the \
+                         extra links)",
                         info.nlink
                     ),
                 );
@@ -406,7 +524,7 @@ fn mask(
         }
         Err(_)
             if matches!(profile, Profile::Rootfs { .. } | Profile::Bundle)
-                && !grants.iter().any(|(_, s, _)| paths::is_within(&real, s)) =>
+                && !grants.iter().any(|g| paths::is_within(&real, &g.source)) =>
         {
             // Inside an image: the runtime classifies it at mount time (maskedPaths), unless
             // grants sit below it, which a late mask would hide.
@@ -445,4 +563,47 @@ fn mask(
             Vec::new()
         }
     }
+}
+
+/// Refuses a denied directory with a regular file below it that has another name (a hard link)
+/// on a file system the sandbox can reach, or with more entries than can be verified.
+fn hard_links_below(host: &dyn HostFacts, dir: &Path, devices: &[u64]) -> Result<(), String> {
+    if devices.is_empty() {
+        return Ok(());
+    }
+    let mut pending = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(current) = pending.pop() {
+        let Ok(children) = host.children(&current) else {
+            // Unreadable: nothing below it can be listed, by the sandbox either.
+            continue;
+        };
+        for child in children {
+            seen += 1;
+            if seen > HARD_LINK_SCAN_LIMIT {
+                return Err(format!(
+                    "holds more than {HARD_LINK_SCAN_LIMIT} entries, too many to verify that none \
+                     of its files has a second name (hard link) the sandbox could reach; deny a \
+                     smaller directory or the files themselves"
+                ));
+            }
+            let Ok(info) = host.symlink_metadata(&child) else {
+                continue;
+            };
+            match info.kind {
+                FileKind::Directory => pending.push(child),
+                FileKind::File if info.nlink > 1 && devices.contains(&info.dev) => {
+                    return Err(format!(
+                        "holds {}, a file with {} hard links on a file system the sandbox can \
+                         reach; another name could reach it, so it cannot be denied by path \
+                         (remove the extra links)",
+                        child.display(),
+                        info.nlink
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
 }

@@ -16,7 +16,7 @@ use crate::error::{Class, ConfigErrors, Report};
 use crate::host::HostFacts;
 use crate::model::{Containment, RequestKind};
 use crate::parse::Config;
-use crate::policy::{Identity, Policy};
+use crate::policy::{Identity, Limits, Policy};
 
 /// Host system directories visible read-only in the host-baseline profile (MXC's Bubblewrap
 /// baseline). Missing ones are skipped.
@@ -50,21 +50,22 @@ pub enum Target {
         rootfs: Option<PathBuf>,
     },
     /// `mxc-runtime` and the shim: the policy is applied on top of an engine-written spec.
-    Bundle {
-        /// Host paths a grant may name; `None` allows any (a policy the node's administrator
-        /// wrote), `Some(list)` limits annotation-supplied policies.
-        allowed_host_paths: Option<Vec<PathBuf>>,
-    },
+    /// What it may grant is bounded afterwards by the node's ceiling
+    /// ([`crate::ceiling::Ceiling`]).
+    Bundle,
 }
 
 #[derive(Debug, Clone)]
 pub struct ResolveOptions {
     pub target: Target,
-    /// The host uid/gid the workload runs as (one-shot); grants are checked against it.
+    /// The host uid/gid the workload runs as; grants and the symlinks on their way are
+    /// checked against it.
     pub identity: Identity,
     /// Host rules from outside the config (`mxc run --allow-host`, the node configuration, a
     /// pod annotation), already validated; each names its origin.
     pub hosts: Vec<crate::hosts::HostRule>,
+    /// Resource bounds (defaults, or what the caller or the node's configuration chose).
+    pub limits: Limits,
 }
 
 pub fn resolve(
@@ -89,7 +90,7 @@ pub fn resolve(
         return Err(report.into_errors());
     }
 
-    let bundle = matches!(options.target, Target::Bundle { .. });
+    let bundle = matches!(options.target, Target::Bundle);
     let containment = model.containment.unwrap_or(Containment::Process);
     let profile = containment::profile(&mut report, model, containment, &options.target);
     containment::backend_sections(&mut report, model, containment);
@@ -137,6 +138,7 @@ pub fn resolve(
         env_verbatim,
         timeout_ms,
         identity: options.identity,
+        limits: options.limits,
         mounts,
         network,
         notes,

@@ -176,6 +176,7 @@ pub(super) fn cwd(
                     if let MountAction::Bind {
                         source,
                         readonly: ro,
+                        ..
                     } = &step.action
                     {
                         if *ro == readonly

@@ -270,7 +270,7 @@ fn execute(cli: Cli) -> ExitCode {
         config,
         rootfs: None,
         identity: oneshot::caller_identity(),
-        pids_limit: 1024,
+        limits: mxc_translate::Limits::default(),
         state_root: PathBuf::from(oneshot::STATE_ROOT),
         audit_log: None,
         hosts: Vec::new(),

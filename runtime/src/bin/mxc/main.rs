@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use mxc_runtime::audit::AuditLog;
 use mxc_translate::{
-    explain, parse, resolve, Config, ConfigErrors, Expect, Identity, ParseOptions, Policy,
+    explain, parse, resolve, Config, ConfigErrors, Expect, Identity, Limits, ParseOptions, Policy,
     RealHost, ResolveOptions, Source, Target,
 };
 
@@ -44,9 +44,6 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// cgroup limit on the number of processes in the sandbox.
-    #[arg(long, default_value_t = 1024)]
-    pids_limit: i64,
     /// Append one JSON line per decision (policy applied, each denied connection, exit,
     /// timeout) to this file.
     #[arg(long, value_name = "FILE")]
@@ -76,6 +73,38 @@ struct CheckArgs {
     file: PathBuf,
 }
 
+/// A sandbox's bounds; hitting one is an error the workload sees, never a host out-of-memory.
+#[derive(Args, Clone)]
+struct LimitArgs {
+    /// Memory limit of the sandbox's cgroup (no swap on top), e.g. 512M, 4G.
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "2G")]
+    memory: u64,
+    /// Size of the sandbox's private /tmp (a tmpfs, also counted against --memory).
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value = "1G")]
+    tmp_size: u64,
+    /// cgroup limit on the number of processes and threads in the sandbox.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(i64).range(1..))]
+    pids_limit: i64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            memory: self.memory,
+            tmp_size: self.tmp_size,
+            pids: self.pids_limit,
+        }
+    }
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    match mxc_translate::size::parse_size(text) {
+        Some(bytes) if bytes >= 1 << 20 => Ok(bytes),
+        Some(_) => Err("must be at least 1M".into()),
+        None => Err("a size: a number with an optional K, M, G or T suffix".into()),
+    }
+}
+
 #[derive(Args, Clone)]
 struct TargetArgs {
     /// Allow egress to host names matching PATTERN (`api.example.com`, `*.example.com` for
@@ -92,6 +121,8 @@ struct TargetArgs {
     /// Host uid[:gid] the sandbox runs as (default: the sudo caller, else 65534:65534).
     #[arg(long, value_name = "UID[:GID]")]
     user: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 #[derive(Args)]
@@ -205,6 +236,7 @@ fn resolve_for_run(
         },
         identity: identity(target.user.as_deref())?,
         hosts: host_rules(target)?,
+        limits: target.limits.limits(),
     };
     Ok(resolve(config, &RealHost, &options))
 }
@@ -223,7 +255,7 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         config: oneshot::ConfigInput::File(args.file),
         rootfs: args.target.rootfs.clone(),
         identity: identity(args.target.user.as_deref())?,
-        pids_limit: args.pids_limit,
+        limits: args.target.limits.limits(),
         state_root: PathBuf::from(oneshot::STATE_ROOT),
         audit_log: audit.clone(),
         hosts: host_rules(&args.target)?,
@@ -302,8 +334,8 @@ fn compiled(
         &mxc_translate::OneShotOptions {
             container_id: &id,
             empty_root: &empty_root,
-            pids_limit: 1024,
             host: &RealHost,
+            staging_dir: &PathBuf::from("/run/mxc").join(&id).join("stage"),
         },
     )
     .map_err(anyhow::Error::msg)?;
