@@ -30,6 +30,9 @@ use crate::processes::Process;
 use crate::reaper::{Exit, Reaper};
 use crate::zygote::{Deadline, CALL_LIMIT};
 
+/// How long an exit waits for the process's output to be copied out before it is published.
+const OUTPUT_GRACE: Duration = Duration::from_secs(2);
+
 /// What every container of the shim shares.
 pub struct ShimContext {
     pub namespace: String,
@@ -222,6 +225,18 @@ impl Container {
         let weak = Arc::downgrade(self);
         context.reaper.watch(pid, since, move |exit| {
             if let Some(container) = weak.upgrade() {
+                // containerd stops reading the output once it learns of the exit: let the
+                // copying finish first, bounded (a descendant may still hold the pipes).
+                let output = container
+                    .lock()
+                    .process(&exec_id)
+                    .ok()
+                    .and_then(|p| p.io.output_done());
+                if let Some(output) = output {
+                    if !output.wait(OUTPUT_GRACE) {
+                        tracing::debug!(exec_id, "publishing the exit before the output is out");
+                    }
+                }
                 let mut inner = container.lock();
                 container.exited(&mut inner, &exec_id, exit);
             }

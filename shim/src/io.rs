@@ -10,7 +10,7 @@ use std::fs::OpenOptions;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use crate::console::ConsoleSocket;
@@ -110,6 +110,8 @@ pub struct LoggerLaunch {
 #[derive(Default)]
 pub struct ProcessIo {
     pump: Option<Pump>,
+    /// Set once the process's output has all been copied out.
+    output_done: Option<OutputDone>,
     /// The terminal: until the container sends it, the socket it arrives on.
     console: Option<ConsoleSocket>,
     master: Option<Arc<OwnedFd>>,
@@ -203,6 +205,7 @@ pub fn prepare(paths: &StdioPaths) -> Result<Prepared, IoError> {
     };
     Ok(Prepared {
         io: ProcessIo {
+            output_done: pump.as_ref().map(|p| p.output_done.clone()),
             pump,
             ..ProcessIo::default()
         },
@@ -270,7 +273,9 @@ impl ProcessIo {
             streams.push(Stream::new(fifo, master.clone(), None, Kind::Stdin));
         }
         if !streams.is_empty() {
-            self.pump = Some(Pump::start(streams).map_err(os("starting the terminal thread"))?);
+            let pump = Pump::start(streams).map_err(os("starting the terminal thread"))?;
+            self.output_done = Some(pump.output_done.clone());
+            self.pump = Some(pump);
         }
         self.master = Some(master);
         Ok(())
@@ -285,6 +290,12 @@ impl ProcessIo {
             });
         };
         crate::console::resize(master, width, height).map_err(os("resizing the terminal"))
+    }
+
+    /// What tells when the process's output has all been copied out (none when nothing
+    /// copies it: no output, or a logging binary reading the pipes itself).
+    pub fn output_done(&self) -> Option<OutputDone> {
+        self.output_done.clone()
     }
 
     /// Closes the process's stdin (containerd's CloseIO): the process reads end-of-file.
@@ -480,6 +491,40 @@ impl Stream {
 /// it stdin cannot deadlock). It ends when every source is at end-of-file and drained.
 struct Pump {
     control: OwnedFd,
+    output_done: OutputDone,
+}
+
+/// Set when every output stream of a process has reached end-of-file and been written out
+/// (or the copying stopped). containerd stops reading a process's output once it learns of
+/// its exit, so the exit is published only after this (or a bound).
+#[derive(Debug, Clone, Default)]
+pub struct OutputDone(Arc<(Mutex<bool>, Condvar)>);
+
+impl OutputDone {
+    fn set(&self) {
+        let (done, changed) = &*self.0;
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        changed.notify_all();
+    }
+
+    /// Waits until the output is out or `limit` has passed; true if it is out.
+    pub fn wait(&self, limit: Duration) -> bool {
+        let (done, changed) = &*self.0;
+        let guard = done.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = changed
+            .wait_timeout_while(guard, limit, |done| !*done)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+}
+
+/// Sets its flag however the copying thread ends.
+struct SetOnDrop(OutputDone);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.set();
+    }
 }
 
 const CLOSE_STDIN: u8 = b'c';
@@ -489,12 +534,15 @@ impl Pump {
     fn start(streams: Vec<Stream>) -> std::io::Result<Pump> {
         let (control_read, control_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+        let output_done = OutputDone::default();
+        let done = output_done.clone();
         std::thread::Builder::new()
             .name("stdio".into())
             .stack_size(64 * 1024)
-            .spawn(move || run_pump(streams, control_read))?;
+            .spawn(move || run_pump(streams, control_read, done))?;
         Ok(Pump {
             control: control_write,
+            output_done,
         })
     }
 
@@ -512,10 +560,15 @@ impl Pump {
     }
 }
 
-fn run_pump(mut streams: Vec<Stream>, control: OwnedFd) {
+fn run_pump(mut streams: Vec<Stream>, control: OwnedFd, output_done: OutputDone) {
+    let output_done = SetOnDrop(output_done);
     let mut fds: Vec<libc::pollfd> = Vec::new();
     loop {
         streams.retain(|s| !s.finished());
+        if !streams.iter().any(|s| s.kind == Kind::Output) {
+            // Only stdin is left (containerd keeps its FIFO open): the output is out.
+            output_done.0.set();
+        }
         if streams.is_empty() {
             return;
         }
@@ -612,5 +665,31 @@ mod tests {
             got, "hello world",
             "copied, then EOF once the source closed"
         );
+    }
+
+    #[test]
+    fn output_is_done_only_when_every_output_stream_is_out_whatever_stdin_does() {
+        let (out_read, out_write) = pipe().unwrap();
+        let (dst_read, dst_write) = pipe().unwrap();
+        let (in_read, _in_write) = pipe().unwrap();
+        let (_in_dst_read, in_dst_write) = pipe().unwrap();
+        for fd in [&out_read, &in_read] {
+            set_nonblocking(fd).unwrap();
+        }
+        let output = Stream::new(Arc::new(out_read), Arc::new(dst_write), None, Kind::Output);
+        // containerd's stdin FIFO stays open for as long as the task lives.
+        let input = Stream::new(Arc::new(in_read), Arc::new(in_dst_write), None, Kind::Stdin);
+        let pump = Pump::start(vec![output, input]).unwrap();
+        let mut writer = std::fs::File::from(out_write);
+        writer.write_all(b"last words").unwrap();
+        assert!(
+            !pump.output_done.wait(Duration::from_millis(100)),
+            "the source is still open"
+        );
+        drop(writer);
+        assert!(pump.output_done.wait(Duration::from_secs(10)));
+        let mut got = vec![0u8; 64];
+        let n = std::fs::File::from(dst_read).read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"last words", "written out before done");
     }
 }
