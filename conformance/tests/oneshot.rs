@@ -126,6 +126,29 @@ fn events(records: &[Value]) -> Vec<&str> {
 }
 
 #[test]
+fn the_oom_killer_is_reported_on_stderr_and_in_the_audit_log() -> Result<()> {
+    // 256 MiB touched under a 32M limit: the kernel kills the allocation, not the host.
+    let (run, audit) = audited_run(
+        shell("python3 -c 'b = bytearray(256 << 20)'"),
+        &["--memory", "32M"],
+    )?;
+    assert_eq!(run.code(), Some(137), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("reached its memory limit"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        events(&audit),
+        ["policy.applied", "oom", "exit"],
+        "{audit:#?}"
+    );
+    assert!(audit[1]["kills"].as_u64() >= Some(1), "{audit:#?}");
+    assert_eq!(audit[2]["status"], 137);
+    Ok(())
+}
+
+#[test]
 fn rejected_configs_exit_1_with_mxcs_message_and_leave_nothing() -> Result<()> {
     let run = mxc_run(
         json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"}, "filesystem": {"deniedPathz": []}}),
