@@ -19,14 +19,14 @@ pub mod oneshot;
 pub mod policy;
 pub mod process;
 pub mod progress;
-pub mod record;
+mod record;
 pub mod seal;
-pub mod seccomp;
+mod seccomp;
 pub mod signal;
 pub mod spec;
-pub mod staging;
+mod staging;
 pub mod stats;
-pub mod userns;
+mod userns;
 
 pub use container::{
     Cancel, Container, ContainerState, CreateOptions, Engine, ExecOptions, ExecProcess, RunOptions,
