@@ -222,3 +222,54 @@ fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
     leaks.assert_clean()?;
     Ok(())
 }
+
+#[test]
+fn the_policys_timeout_kills_the_container_under_docker() -> Result<()> {
+    // mxc-runtime start returns at once under Docker, so a detached keeper holds the deadline.
+    let policy = json!({"version": "0.8.0-alpha", "process": {"timeout": 1500}});
+    let node = Node::new()?;
+    let (docker, _policy) = docker_with_policy(Some(policy), Some(&node))?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.runtime_root(docker.runtime_root("mxc"));
+    // Control: a command that ends within the timeout exits as it chose.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "mxc",
+        "--network",
+        "none",
+        BUSYBOX_REF,
+        "sh",
+        "-c",
+        "exit 3",
+    ])?;
+    assert_eq!(out.code(), Some(3), "{out}");
+    // A command that outlives it is killed: 137 (SIGKILL), and the timeout is in the audit log.
+    let out = docker.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "mxc",
+        "--network",
+        "none",
+        BUSYBOX_REF,
+        "sh",
+        "-c",
+        "echo up; sleep 60 & sleep 60; echo survived",
+    ])?;
+    assert_eq!(out.code(), Some(137), "{out}");
+    assert!(
+        out.stdout.contains("up") && !out.stdout.contains("survived"),
+        "{out}"
+    );
+    let timeout = poll(Duration::from_secs(10), || {
+        Ok(node.audit()?.into_iter().find(|r| r["event"] == "timeout"))
+    })?;
+    assert_eq!(timeout["timeout_ms"], 1500, "{timeout}");
+    poll(Duration::from_secs(30), || {
+        Ok(leaks.leaks().is_empty().then_some(()))
+    })?;
+    leaks.assert_clean()?;
+    Ok(())
+}

@@ -32,6 +32,16 @@ pub(crate) enum Helper {
         /// Where to report records that could not be written.
         report: Option<PathBuf>,
     },
+    /// Kill a container when its policy's timeout passes, unless its init exits first.
+    Deadline {
+        /// The engine's state root.
+        root: PathBuf,
+        container_id: String,
+        /// The container's init process.
+        pid: i32,
+        start_time: u64,
+        timeout_ms: u64,
+    },
 }
 
 impl Helper {
@@ -74,6 +84,18 @@ impl Helper {
                 crate::audit::nflog::run_detached(pid, audit, group, report.as_deref())
                     .map_err(|e| e.to_string())
             }
+            Helper::Deadline {
+                root,
+                container_id,
+                pid,
+                start_time,
+                timeout_ms,
+            } => crate::container::deadline::keep(
+                root,
+                &container_id,
+                crate::process::InitProcess { pid, start_time },
+                std::time::Duration::from_millis(timeout_ms),
+            ),
         }
     }
 }

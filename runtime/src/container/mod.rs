@@ -8,6 +8,7 @@
 mod audit;
 mod cgroup;
 mod create;
+pub(crate) mod deadline;
 mod delete;
 mod events;
 mod exec;

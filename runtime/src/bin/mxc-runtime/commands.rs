@@ -62,6 +62,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Start(s) => {
             engine.start(&s.container_id)?;
+            engine.keep_deadline(&s.container_id)?;
             Ok(0)
         }
         Command::Run(r) => run_container(&engine, r),
@@ -141,7 +142,7 @@ fn run_container(engine: &Engine, r: liboci_cli::Run) -> Result<i32, CliError> {
     };
     if r.detach {
         engine.create(&id, &r.bundle, options(r.console_socket.clone()))?;
-        if let Err(err) = engine.start(&id) {
+        if let Err(err) = engine.start(&id).and_then(|()| engine.keep_deadline(&id)) {
             let _ = engine.delete(&id, true);
             return Err(err.into());
         }
@@ -169,6 +170,7 @@ fn run_container(engine: &Engine, r: liboci_cli::Run) -> Result<i32, CliError> {
             None => None,
         };
         engine.start(&id)?;
+        engine.keep_deadline(&id)?;
         let pidfd = container
             .pidfd()
             .ok_or_else(|| EngineError::ExitStatusLost { id: id.clone() })?;
