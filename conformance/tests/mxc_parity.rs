@@ -432,8 +432,8 @@ fn the_command_line_is_mxcs_executors() -> Result<()> {
 #[test]
 fn a_reader_that_leaves_stderr_early_changes_no_exit_status() -> Result<()> {
     // `--debug` logs on stderr; its reader going away must not end the executor halfway
-    // through a sandbox's set-up (leaving it behind): both executors exit with the command's
-    // status.
+    // through a sandbox's set-up (leaving it behind): both executors, and `mxc run`, exit with
+    // the command's status.
     use std::io::Read;
     use std::process::Stdio;
     let dir = mxc_conformance::scratch_dir("mxc-parity-stderr")?;
@@ -442,11 +442,16 @@ fn a_reader_that_leaves_stderr_early_changes_no_exit_status() -> Result<()> {
         &config,
         r#"{"version": "1.0.0", "process": {"commandLine": "echo out; exit 3"}}"#,
     )?;
-    for executor in [Backend::mxc_executor()?, bins::binary("lxc-exec")?] {
+    let runs = [
+        (Backend::mxc_executor()?, "--debug"),
+        (bins::binary("lxc-exec")?, "--debug"),
+        (bins::mxc()?, "run"),
+    ];
+    for (executor, first_argument) in runs {
         let mut leaks = LeakCheck::snapshot();
         leaks.watch_dir("/run/mxc");
         let mut child = Command::new(&executor)
-            .arg("--debug")
+            .arg(first_argument)
             .arg(&config)
             .env("MXC_LOG", "debug")
             .stdout(Stdio::null())

@@ -150,11 +150,14 @@ fn main() -> ExitCode {
     // sandbox's namespaces (there is no exec), so no sandbox process can ever see this process
     // in /proc, and the workload is never host root anyway.
     let cli = Cli::parse();
-    // Diagnostics only when asked for (MXC_LOG=debug): stderr belongs to the workload.
+    // Diagnostics only when asked for (MXC_LOG=debug): stderr belongs to the workload. A
+    // reader that stops reading it must not end a run halfway (tracing would report the failed
+    // write on stderr, and panic there).
     if let Ok(filter) = std::env::var("MXC_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
+            .log_internal_errors(false)
             .init();
     }
     let result = match cli.command {
