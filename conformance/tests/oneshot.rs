@@ -269,6 +269,47 @@ fn sigkill_to_mxc_run_takes_the_sandbox_with_it_and_the_next_run_removes_the_res
     Ok(())
 }
 
+#[test]
+fn a_sandbox_whose_bundle_is_gone_is_removed_by_the_next_run() -> Result<()> {
+    // A run that died after its bundle went but before its container's state did: the next run
+    // removes the state (and with it the container's id is free again).
+    let id = unique_name("bundleless");
+    let file = tempfile::Builder::new().suffix(".json").tempfile()?;
+    let config = json!({
+        "version": "0.8.0-alpha",
+        "containerId": id,
+        "process": {"commandLine": format!("echo up; sleep 300; : {id}")},
+    });
+    std::fs::write(file.path(), config.to_string())?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).watch_dir(STATE_ROOT);
+    let (mut child, _stdout) = start_until_up(file.path())?;
+    child.kill()?;
+    child.wait()?;
+    mxc_conformance::command::poll(Duration::from_secs(10), || {
+        Ok(processes_mentioning(&id).is_empty().then_some(()))
+    })?;
+    std::fs::remove_dir_all(Path::new(STATE_ROOT).join("bundles").join(&id))?;
+    let state = Path::new(STATE_ROOT).join("state").join(":mxc").join(&id);
+    ensure!(
+        state.exists(),
+        "the container's state remains: {}",
+        state.display()
+    );
+
+    let next = mxc_run(shell("true"), &[])?;
+    assert_eq!(next.code(), Some(0), "{}", next.stderr());
+    assert!(!state.exists(), "{} remains", state.display());
+    leaks.assert_clean()?;
+    // The id can be used again.
+    let again = mxc_run(
+        json!({"version": "0.8.0-alpha", "containerId": id, "process": {"commandLine": "true"}}),
+        &[],
+    )?;
+    assert_eq!(again.code(), Some(0), "{}", again.stderr());
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The escape battery.
 

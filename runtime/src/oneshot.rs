@@ -496,6 +496,22 @@ fn sweep_stale(state_root: &Path) {
             Err(error) => tracing::warn!(id, %error, "removing a stale sandbox"),
         }
     }
+    // A container whose bundle is gone but whose state remains: its run died between the two
+    // (a run writes its bundle before it creates the container, so no live run is in this
+    // state). Left alone, it would also keep its id from being used again.
+    for state in engine.list().unwrap_or_default() {
+        let live = matches!(
+            state.status,
+            crate::record::Status::Running | crate::record::Status::Paused
+        );
+        if live || state_root.join("bundles").join(&state.id).exists() {
+            continue;
+        }
+        tracing::info!(id = state.id, "removing a sandbox whose bundle is gone");
+        if let Err(error) = engine.delete(&state.id, true) {
+            tracing::warn!(id = state.id, %error, "removing a stale sandbox");
+        }
+    }
 }
 
 fn is_stale(engine: &Engine, id: &str, bundle: &Path) -> bool {
