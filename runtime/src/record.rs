@@ -5,7 +5,7 @@
 //! process with its start time and the last lifecycle step it completed, and derives the
 //! status from both. The record is replaced atomically (write to a temporary file, rename).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -112,8 +112,9 @@ pub struct ContainerRecord {
     pub init: Option<InitProcess>,
     /// The cgroup path relative to each hierarchy's root, as libcontainer uses it.
     pub cgroup_path: PathBuf,
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    pub annotations: HashMap<String, String>,
+    /// Sorted, so that `state` prints the same bytes every time.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     /// Where the policy came from and its sha256, when one was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicyRecord>,
@@ -244,7 +245,7 @@ mod tests {
                 start_time: 5,
             }),
             cgroup_path: "/c1".into(),
-            annotations: HashMap::new(),
+            annotations: BTreeMap::new(),
             policy: None,
             user_namespace: false,
             helpers: Vec::new(),

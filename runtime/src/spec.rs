@@ -53,8 +53,10 @@ pub struct EffectiveSpec {
     pub oci_version: String,
     pub rootfs: PathBuf,
     pub cgroup_path: PathBuf,
-    pub annotations: std::collections::HashMap<String, String>,
+    pub annotations: std::collections::BTreeMap<String, String>,
     pub user_namespace: bool,
+    /// The container gets a new mount namespace (not the runtime's, not one joined by path).
+    pub private_mount_namespace: bool,
     pub policy: AppliedPolicy,
     /// Grants to stage before the container is created.
     pub staging: StagingPlan,
@@ -233,6 +235,11 @@ pub fn prepare(
             .map(|ns| ns.path().is_none())
     });
     let user_namespace = new_user_namespace.is_some();
+    let private_mount_namespace = linux.namespaces().as_ref().is_some_and(|nss| {
+        nss.iter().any(|ns| {
+            ns.typ() == oci_spec::runtime::LinuxNamespaceType::Mount && ns.path().is_none()
+        })
+    });
     if new_user_namespace == Some(true) {
         check_id_mappings(linux, has_map_binaries()).map_err(|reason| {
             SpecError::UserNamespace {
@@ -250,8 +257,14 @@ pub fn prepare(
         oci_version: version,
         rootfs,
         cgroup_path,
-        annotations: spec.annotations().clone().unwrap_or_default(),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
         user_namespace,
+        private_mount_namespace,
         policy: applied,
         staging,
     })

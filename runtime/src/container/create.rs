@@ -7,15 +7,15 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use tracing::instrument;
 
-use super::{cgroup, validate_id, Container, Engine};
+use super::bundle_view::BundleView;
+use super::{cgroup, dev, init_errors, validate_id, Container, Engine};
 use crate::audit::{nflog, Event};
-use crate::error::EngineError;
+use crate::error::{error_chain, EngineError};
 use crate::executor::WorkloadExecutor;
 use crate::network::{AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions};
 use crate::process::InitProcess;
 use crate::record::{write_atomic, ContainerRecord, Phase, PolicyRecord, CONFIG_FILE};
 use crate::spec;
-use crate::staging::{self, PrivateMounts};
 use crate::userns::{IdRange, OwnedUserNamespace};
 
 /// Where the container's stdin, stdout and stderr come from.
@@ -135,6 +135,8 @@ impl Engine {
             )));
         }
 
+        dev::clear_leftovers(&effective.rootfs, &effective.json);
+
         let config = serde_json::to_vec_pretty(&effective.json)
             .map_err(|e| EngineError::InvalidArgument(format!("serialising the spec: {e}")))?;
         write_atomic(&engine_dir.join(CONFIG_FILE), &config, 0o600).map_err(|e| {
@@ -195,31 +197,41 @@ impl Engine {
                 builder = builder.with_stderr(fd);
             }
         }
-        // Grants are staged in a private mount namespace that the container's own is copied
-        // from; this thread leaves it as soon as the container exists.
-        let staged = if effective.staging.is_empty() {
-            None
+        let builder = builder.validate_id().map_err(|e| lc(&e))?;
+        // Grants are staged, and the caller's bundle shows the engine's spec, in a private
+        // mount namespace of this thread that the container's own is copied from; the thread
+        // leaves it as soon as the container exists. Hooks and libcontainer's state name the
+        // caller's bundle; without a mount namespace of its own the container would live in
+        // that private one, so it gets the engine's directory.
+        let bundle_for_libcontainer = if effective.private_mount_namespace {
+            bundle.as_path()
         } else {
-            let staging_error = |source| EngineError::Staging {
-                id: id.to_string(),
-                source,
-            };
-            let private = PrivateMounts::enter().map_err(staging_error)?;
-            staging::stage(&effective.staging).map_err(staging_error)?;
-            Some(private)
+            engine_dir.as_path()
         };
-        let container = builder
-            .validate_id()
-            .map_err(|e| lc(&e))?
-            .as_init(&engine_dir)
-            .with_systemd(false)
-            .with_detach(options.console_socket.is_some())
-            .with_no_pivot(options.no_pivot)
-            .build()
-            .map_err(|e| lc(&e));
-        drop(staged);
+        let view = BundleView::enter(
+            bundle_for_libcontainer,
+            &engine_dir,
+            Some(&effective.staging),
+        )
+        .map_err(|source| EngineError::Staging {
+            id: id.to_string(),
+            source,
+        })?;
+        let (built, logged) = init_errors::recording(|| {
+            builder
+                .as_init(view.bundle())
+                .with_systemd(false)
+                .with_detach(options.console_socket.is_some())
+                .with_no_pivot(options.no_pivot)
+                .build()
+        });
+        drop(view);
         drop(owned_user_namespace);
-        let container = container?;
+        let container = built.map_err(|e| EngineError::Libcontainer {
+            id: id.to_string(),
+            operation: "create",
+            message: init_errors::with_cause(error_chain(&e), logged.into_iter().next()),
+        })?;
 
         let pid = container
             .pid()

@@ -20,6 +20,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use tracing::instrument;
 
 use super::wait::wait_pidfd;
+use super::bundle_view::BundleView;
 use super::{Engine, Stdio};
 use crate::error::EngineError;
 use crate::executor::WorkloadExecutor;
@@ -164,16 +165,24 @@ impl Engine {
                     builder = builder.with_stderr(fd);
                 }
             }
-            builder
-                .validate_id()
-                .map_err(|e| lc(&e))?
+            let builder = builder.validate_id().map_err(|e| lc(&e))?;
+            // libcontainer reads the container's spec from the bundle it was created with.
+            let bundle = self.libcontainer(id)?.bundle().clone();
+            let view = BundleView::enter(&bundle, &engine_dir, None).map_err(|source| {
+                EngineError::Staging {
+                    id: id.to_string(),
+                    source,
+                }
+            })?;
+            let built = builder
                 .as_tenant()
                 .with_detach(options.console_socket.is_some())
                 .with_process(Some(&process_file))
                 .with_ignore_paused(options.ignore_paused)
                 .with_sub_cgroup(options.cgroup.clone())
-                .build()
-                .map_err(|e| lc(&e))
+                .build();
+            drop(view);
+            built.map_err(|e| lc(&e))
         })();
         let _ = std::fs::remove_file(&process_file);
         let pid = result?.as_raw();

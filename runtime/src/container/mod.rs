@@ -6,12 +6,15 @@
 //! container's init, and whether it still lives.
 
 mod audit;
+mod bundle_view;
 mod cgroup;
 mod create;
 pub(crate) mod deadline;
 mod delete;
+mod dev;
 mod events;
 mod exec;
+mod init_errors;
 mod kill;
 mod pause;
 mod ps;

@@ -1,6 +1,6 @@
 //! `state`: the container's state as runc prints it.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Serialize;
@@ -21,8 +21,9 @@ pub struct ContainerState {
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
-    #[serde(skip_serializing_if = "HashMap::is_empty")]
-    pub annotations: HashMap<String, String>,
+    /// Sorted by key: two calls on an unchanged container print the same bytes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     pub owner: String,
 }
 
