@@ -4,11 +4,29 @@
 # (`libmxc_ffi.so`, `<arch>/lxc-exec`) in /usr/local/lib/mxc, a node configuration in /etc/mxc,
 # and (when containerd is installed) the `mxc` runtime in containerd's config.
 # Safe to run again; it reports what it changed.
+#
+#   install.sh                    install everything
+#   install.sh --print-packages   print the Debian packages it installs, one a line, and exit
+#
+# Environment: MXC_PREFIX (default /usr/local), MXC_ETC (default /etc/mxc), MXC_INSTALL_FROM
+# (install the binaries and library found in that directory instead of building them),
+# MXC_SDK_LIB_DIR (default $MXC_PREFIX/lib/mxc), CONTAINERD_CONFIG (see containerd-config.sh).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${MXC_PREFIX:-/usr/local}
 etc=${MXC_ETC:-/etc/mxc}
+
+# What the binaries run, for every config: nft (network rules, in every sandbox),
+# slirp4netns (connectivity of a sandbox whose policy allows egress), newuidmap/newgidmap
+# (bundles mapping several id ranges), ps (`mxc-runtime ps`), libseccomp (linked). Building
+# needs pkg-config and libseccomp's headers.
+packages=(nftables slirp4netns uidmap procps libseccomp2 iproute2 pkg-config libseccomp-dev)
+
+if [ "${1:-}" = --print-packages ]; then
+  printf '%s\n' "${packages[@]}"
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   exec sudo -E "$0" "$@"
@@ -16,7 +34,6 @@ fi
 
 say() { printf 'mxc-oci install: %s\n' "$*"; }
 
-packages=(pkg-config libseccomp-dev nftables iproute2 passt)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -24,15 +41,20 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing packages: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! command -v cargo >/dev/null 2>&1; then
-  [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
+if [ -n "${MXC_INSTALL_FROM:-}" ]; then
+  target=$MXC_INSTALL_FROM
+else
+  if ! command -v cargo >/dev/null 2>&1; then
+    [ -x "$HOME/.cargo/bin/cargo" ] && PATH="$HOME/.cargo/bin:$PATH"
+  fi
+  say "building release binaries (first build takes a few minutes)"
+  (cd "$repo" && cargo build --release --quiet --bins --lib)
+  target="${CARGO_TARGET_DIR:-$repo/target}/release"
 fi
-say "building release binaries (first build takes a few minutes)"
-(cd "$repo" && cargo build --release --quiet --bins --lib)
-target="${CARGO_TARGET_DIR:-$repo/target}/release"
+install -d -m 0755 "$prefix/bin"
 
 for bin in mxc mxc-runtime containerd-shim-mxc-v1; do
   if [ -f "$target/$bin" ]; then
