@@ -264,10 +264,12 @@ pub struct AppliedPolicy {
 #[error("{0}")]
 pub struct PolicyError(pub String);
 
-/// Resolves the container's policy and rewrites `spec` so that it enforces it.
-/// Called by `create` before anything is set up; an error leaves nothing behind.
+/// Resolves the container's policy and rewrites the engine's spec (`json`, which `spec` was
+/// read from) so that it enforces it. Called by `create` before anything is set up; an error
+/// leaves nothing behind.
 pub fn apply_bundle_policy(
-    spec: &mut Spec,
+    spec: &Spec,
+    json: &mut serde_json::Value,
     node: &NodeContext,
     staging_dir: &Path,
 ) -> Result<AppliedPolicy, PolicyError> {
@@ -330,7 +332,7 @@ pub fn apply_bundle_policy(
         memory_max: node_ceiling.memory,
         pids_max: node_ceiling.pids,
     };
-    let staging = apply_to_bundle(&policy, spec, &options)
+    let staging = apply_to_bundle(&policy, json, &options)
         .map_err(|e| PolicyError(format!("{}: {e}", policy.source)))?;
     Ok(AppliedPolicy {
         source: policy.source.to_string(),

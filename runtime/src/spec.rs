@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use mxc_translate::compile::staging::StagingPlan;
@@ -48,8 +49,11 @@ pub enum SpecError {
 /// The spec that will run, with the facts the engine records about it.
 #[derive(Debug, Clone)]
 pub struct EffectiveSpec {
-    /// The JSON written to the effective bundle.
+    /// The spec that runs, as JSON: the runtime edits it here.
     pub json: Value,
+    /// The engine's `config.json` as it was read, which [`EffectiveSpec::config_text`] keeps
+    /// wherever `json` does not differ from it.
+    pub engine_text: Vec<u8>,
     pub oci_version: String,
     pub rootfs: PathBuf,
     pub cgroup_path: PathBuf,
@@ -176,13 +180,13 @@ pub fn prepare(
         ));
     }
 
-    let before = spec.clone();
-    let applied = policy::apply_bundle_policy(&mut spec, node, staging_dir).map_err(|e| {
-        SpecError::Policy {
-            bundle: bundle.to_path_buf(),
-            message: e.to_string(),
-        }
-    })?;
+    let applied =
+        policy::apply_bundle_policy(&spec, &mut json, node, staging_dir).map_err(|e| {
+            SpecError::Policy {
+                bundle: bundle.to_path_buf(),
+                message: e.to_string(),
+            }
+        })?;
     let staging = if node.precompiled {
         // `mxc run` wrote its plan beside the spec it compiled, in its own bundle directory.
         match std::fs::read(bundle.join(StagingPlan::FILE)) {
@@ -199,11 +203,8 @@ pub fn prepare(
     } else {
         applied.staging.clone()
     };
-    if spec != before {
-        // Only a changed spec goes through the typed model, so that fields newer than the
-        // model (runtime-spec 1.3 additions) survive when no policy touched them.
-        json = serde_json::to_value(&spec).map_err(|e| invalid(e.to_string()))?;
-    }
+    // The typed view follows the edited JSON; the JSON stays what is written.
+    spec = serde_json::from_value(json.clone()).map_err(|e| invalid(e.to_string()))?;
 
     let root = spec
         .root()
@@ -254,6 +255,7 @@ pub fn prepare(
 
     Ok(EffectiveSpec {
         json,
+        engine_text: bytes,
         oci_version: version,
         rootfs,
         cgroup_path,
@@ -268,6 +270,111 @@ pub fn prepare(
         policy: applied,
         staging,
     })
+}
+
+impl EffectiveSpec {
+    /// The `config.json` libcontainer runs: the engine's text, with only what the runtime
+    /// changed rewritten ([`splice`]).
+    pub fn config_text(&self) -> Result<String, serde_json::Error> {
+        splice(&self.engine_text, &self.json)
+    }
+}
+
+/// `edited` written as JSON, reusing the text of `original` (a JSON document) for every value
+/// that `edited` did not change: untouched fields keep their bytes (key order, number
+/// spelling, layout), fields newer than any typed model included; objects keep their keys'
+/// order, with new keys after them. Changed values are written compactly.
+pub fn splice(original: &[u8], edited: &Value) -> Result<String, serde_json::Error> {
+    let raw: &RawValue = serde_json::from_slice(original)?;
+    let mut out = String::with_capacity(original.len() + 1024);
+    splice_into(raw, edited, &mut out)?;
+    Ok(out)
+}
+
+fn splice_into(raw: &RawValue, edited: &Value, out: &mut String) -> Result<(), serde_json::Error> {
+    let before: Value = serde_json::from_str(raw.get())?;
+    if &before == edited {
+        out.push_str(raw.get());
+        return Ok(());
+    }
+    match (before, edited) {
+        (Value::Object(_), Value::Object(map)) => {
+            let fields: OrderedFields = serde_json::from_str(raw.get())?;
+            out.push('{');
+            let mut written = std::collections::BTreeSet::new();
+            // Kept members in their order (the last of duplicates is the one JSON readers
+            // take), then new ones.
+            let kept: Vec<(String, Box<RawValue>)> = fields
+                .0
+                .into_iter()
+                .rev()
+                .filter(|(key, _)| map.contains_key(key) && written.insert(key.clone()))
+                .collect();
+            let new = map
+                .iter()
+                .filter(|(key, _)| !written.contains(*key))
+                .map(|(key, value)| (key, None, value));
+            let members = kept
+                .iter()
+                .rev()
+                .map(|(key, raw)| (key, Some(raw), &map[key]))
+                .chain(new);
+            for (n, (key, raw, value)) in members.enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(key)?);
+                out.push(':');
+                match raw {
+                    Some(raw) => splice_into(raw, value, out)?,
+                    None => out.push_str(&serde_json::to_string(value)?),
+                }
+            }
+            out.push('}');
+        }
+        (Value::Array(_), Value::Array(list)) => {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(raw.get())?;
+            out.push('[');
+            for (n, new) in list.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                match items.get(n) {
+                    Some(item) => splice_into(item, new, out)?,
+                    None => out.push_str(&serde_json::to_string(new)?),
+                }
+            }
+            out.push(']');
+        }
+        _ => out.push_str(&serde_json::to_string(edited)?),
+    }
+    Ok(())
+}
+
+/// An object's members in the order they are written, values unparsed.
+struct OrderedFields(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for OrderedFields {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = OrderedFields;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OrderedFields, A::Error> {
+                let mut fields = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Box<RawValue>>()? {
+                    fields.push(entry);
+                }
+                Ok(OrderedFields(fields))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
 }
 
 /// What libcontainer 0.7 needs of a new user namespace's id mappings: it becomes uid 0 and
@@ -342,6 +449,7 @@ pub fn default_spec(rootless: bool) -> Result<Value, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn accepts_runtime_spec_1_0_through_1_3() {
@@ -431,6 +539,223 @@ mod tests {
         );
         let eff = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap();
         assert_eq!(eff.json["linux"]["intelRdt"]["schemata"][0], "L3:0=f");
+    }
+
+    /// The raw text of the value at `path` in a JSON document.
+    fn raw_at(text: &str, path: &[&str]) -> String {
+        let mut raw: Box<RawValue> = serde_json::from_str(text).unwrap();
+        for key in path {
+            let map: std::collections::HashMap<String, Box<RawValue>> =
+                serde_json::from_str(raw.get()).unwrap();
+            raw = map
+                .get(*key)
+                .unwrap_or_else(|| panic!("{key} in {text}"))
+                .clone();
+        }
+        raw.get().to_string()
+    }
+
+    #[test]
+    fn splice_keeps_what_did_not_change_byte_for_byte() {
+        let original = r#"{ "z": {"b": 1.50, "a": [1, 2]}, "a": "x",
+            "m": {"keep": {"y": 2, "x": 1e3}, "change": 1}, "gone": true }"#;
+        let mut edited: Value = serde_json::from_str(original).unwrap();
+        edited["m"]["change"] = json!(2);
+        edited["m"]["new"] = json!(["n"]);
+        edited["z"]["a"].as_array_mut().unwrap().push(json!(3));
+        edited.as_object_mut().unwrap().remove("gone");
+        let out = splice(original.as_bytes(), &edited).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), edited);
+        assert_eq!(
+            out,
+            r#"{"z":{"b":1.50,"a":[1,2,3]},"a":"x","m":{"keep":{"y": 2, "x": 1e3},"change":2,"new":["n"]}}"#
+        );
+        // Nothing changed: the document as it was.
+        let same: Value = serde_json::from_str(original).unwrap();
+        assert_eq!(splice(original.as_bytes(), &same).unwrap(), original);
+    }
+
+    /// A node whose default policy is `policy`, with `extra` appended to its configuration.
+    fn node_with(policy: &str, extra: &str) -> (tempfile::TempDir, NodeContext) {
+        let node_dir = tempfile::tempdir().unwrap();
+        let policy_file = node_dir.path().join("policy.json");
+        std::fs::write(&policy_file, policy).unwrap();
+        let config = node_dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "policy_dir = {:?}\naudit_log = {:?}\n{extra}",
+                node_dir.path(),
+                node_dir.path().join("audit.jsonl")
+            ),
+        )
+        .unwrap();
+        let node = NodeContext {
+            config_path: Some(config),
+            default_policy: Some(policy_file),
+            precompiled: false,
+        };
+        (node_dir, node)
+    }
+
+    /// Every value at `paths` has the same text in `written` as in `engine`.
+    fn assert_kept(written: &str, engine: &str, paths: &[&[&str]]) {
+        for path in paths {
+            assert_eq!(raw_at(written, path), raw_at(engine, path), "{path:?}");
+        }
+    }
+
+    #[test]
+    fn a_policy_leaves_runtime_spec_1_1_to_1_3_fields_as_the_engine_wrote_them() {
+        let (_node_dir, node) = node_with(
+            r#"{"version": "0.8.0-alpha", "filesystem": {"deniedPaths": ["/etc/passwd"]}}"#,
+            "",
+        );
+        // 1.1: scheduler, ioPriority, timeOffsets, domainname; 1.2: execCPUAffinity,
+        // netDevices; 1.3: memoryPolicy, intelRdt.schemata and enableMonitoring, freebsd
+        // (the last three unknown to the typed model this runtime uses).
+        let text = r#"{
+  "ociVersion": "1.3.0",
+  "domainname": "example.org",
+  "root": {"path": "rootfs"},
+  "process": {
+    "args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 1000},
+    "scheduler": {"policy": "SCHED_OTHER", "nice": 5, "flags": ["SCHED_FLAG_RECLAIM"]},
+    "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 4},
+    "execCPUAffinity": {"initial": "0", "final": "0-1"}
+  },
+  "freebsd": {"jail": {"parent": "outer", "host": "new"}},
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}],
+    "timeOffsets": {"monotonic": {"secs": 7, "nanosecs": 0}},
+    "netDevices": {"eth9": {"name": "eth0"}},
+    "memoryPolicy": {"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]},
+    "intelRdt": {"closID": "agents", "schemata": ["L3:0=f"], "enableMonitoring": true}
+  }
+}"#;
+        let dir = bundle_with(text);
+        let eff = prepare(dir.path(), "c1", &node, &dir.path().join("stage")).unwrap();
+        // The policy did apply.
+        assert_eq!(eff.json["process"]["noNewPrivileges"], true);
+        assert_eq!(eff.json["process"]["capabilities"]["bounding"], json!([]));
+        assert!(eff.json["linux"]["seccomp"].is_object());
+        assert!(eff.json["linux"]["resources"]["memory"]["limit"].is_u64());
+        assert!(!eff.policy.sha256.is_empty());
+        let written = eff.config_text().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), eff.json);
+        assert_kept(
+            &written,
+            text,
+            &[
+                &["domainname"],
+                &["freebsd"],
+                &["process", "scheduler"],
+                &["process", "ioPriority"],
+                &["process", "execCPUAffinity"],
+                &["process", "args"],
+                &["linux", "namespaces"],
+                &["linux", "timeOffsets"],
+                &["linux", "netDevices"],
+                &["linux", "memoryPolicy"],
+                &["linux", "intelRdt"],
+            ],
+        );
+    }
+
+    /// The node's ceiling and limits, staged grants and a user namespace's limits are edits
+    /// like any other: what they do not touch keeps its bytes.
+    #[test]
+    fn the_ceiling_limits_and_staged_grants_edit_the_spec_in_place() {
+        let (_node_dir, node) = node_with(
+            r#"{"version": "0.8.0-alpha", "filesystem": {"readonlyPaths": ["/usr/share"]}}"#,
+            r#"
+[limits]
+memory = "1G"
+pids = 300
+
+[ceiling]
+readonly_host_paths = ["/usr"]
+capabilities = ["CAP_NET_BIND_SERVICE"]
+new_privileges = true
+"#,
+        );
+        let text = r#"{
+  "ociVersion": "1.2.0",
+  "root": {"path": "rootfs"},
+  "process": {
+    "args": ["sh"], "cwd": "/", "user": {"uid": 1000, "gid": 1000},
+    "noNewPrivileges": false,
+    "capabilities": {
+      "bounding": ["CAP_NET_BIND_SERVICE", "CAP_SYS_ADMIN"],
+      "effective": ["CAP_NET_BIND_SERVICE"]
+    },
+    "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 4}
+  },
+  "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+  "linux": {
+    "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}, {"type": "user"}],
+    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "sysctl": {"net.ipv4.ip_unprivileged_port_start": "0"},
+    "resources": {"cpu": {"shares": 512}},
+    "memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0"}
+  }
+}"#;
+        let dir = bundle_with(text);
+        let stage = dir.path().join("stage");
+        let eff = prepare(dir.path(), "c1", &node, &stage).unwrap();
+        let process = &eff.json["process"];
+        assert_eq!(process["noNewPrivileges"], false);
+        assert_eq!(
+            process["capabilities"]["bounding"],
+            json!(["CAP_NET_BIND_SERVICE"])
+        );
+        assert_eq!(
+            process["capabilities"]["effective"],
+            json!(["CAP_NET_BIND_SERVICE"])
+        );
+        let resources = &eff.json["linux"]["resources"];
+        assert_eq!(resources["memory"]["limit"], 1 << 30);
+        assert_eq!(resources["pids"]["limit"], 300);
+        let sysctl = &eff.json["linux"]["sysctl"];
+        assert_eq!(sysctl["net.ipv4.ip_unprivileged_port_start"], "0");
+        assert_eq!(sysctl["user.max_user_namespaces"], "0");
+        assert!(!eff.staging.is_empty());
+        let mounts = eff.json["mounts"].as_array().unwrap();
+        assert!(
+            mounts.iter().any(|m| m["destination"] == "/usr/share"
+                && m["source"]
+                    .as_str()
+                    .is_some_and(|s| Path::new(s).starts_with(&stage))),
+            "{mounts:?}"
+        );
+
+        let written = eff.config_text().unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&written).unwrap(), eff.json);
+        assert_kept(
+            &written,
+            text,
+            &[
+                &["process", "args"],
+                &["process", "ioPriority"],
+                &["linux", "namespaces"],
+                &["linux", "uidMappings"],
+                &["linux", "memoryPolicy"],
+                &["linux", "resources", "cpu"],
+            ],
+        );
+        // An edited object keeps its members' order, the new ones after.
+        let resources_text = raw_at(&written, &["linux", "resources"]);
+        let cpu = resources_text.find("\"cpu\"").unwrap();
+        let memory = resources_text.find("\"memory\"").unwrap();
+        assert!(cpu < memory, "{resources_text}");
+        // The engine's mounts come first, as it wrote them.
+        let mounts_text = raw_at(&written, &["mounts"]);
+        assert!(
+            mounts_text
+                .starts_with(r#"[{"destination": "/proc", "type": "proc", "source": "proc"},"#),
+            "{mounts_text}"
+        );
     }
 
     #[test]

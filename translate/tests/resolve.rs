@@ -533,14 +533,13 @@ fn bundle_mode_rejects_engine_fields_and_host_network() {
         "root": {"path": "rootfs"},
         "linux": {"namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "mount"}]},
     });
-    let mut spec = serde_json::from_value(engine.clone()).unwrap();
+    let mut out = engine.clone();
     apply_to_bundle(
         &policy,
-        &mut spec,
+        &mut out,
         &BundleOptions::strict(Path::new("/stage")),
     )
     .unwrap();
-    let out = serde_json::to_value(&spec).unwrap();
     assert_eq!(out["process"]["capabilities"]["bounding"], json!([]));
     assert!(out["linux"]["maskedPaths"]
         .as_array()
@@ -558,7 +557,7 @@ fn bundle_mode_rejects_engine_fields_and_host_network() {
 
     let mut host_net = engine.clone();
     host_net["linux"]["namespaces"] = json!([{"type": "pid"}, {"type": "mount"}]);
-    let mut spec = serde_json::from_value(host_net).unwrap();
+    let mut spec = host_net;
     assert!(apply_to_bundle(
         &policy,
         &mut spec,
@@ -570,7 +569,7 @@ fn bundle_mode_rejects_engine_fields_and_host_network() {
 
     let mut as_root = engine;
     as_root["process"]["user"] = json!({"uid": 0, "gid": 0});
-    let mut spec = serde_json::from_value(as_root).unwrap();
+    let mut spec = as_root;
     assert!(apply_to_bundle(
         &policy,
         &mut spec,

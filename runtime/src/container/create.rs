@@ -137,9 +137,10 @@ impl Engine {
 
         dev::clear_leftovers(&effective.rootfs, &effective.json);
 
-        let config = serde_json::to_vec_pretty(&effective.json)
-            .map_err(|e| EngineError::InvalidArgument(format!("serialising the spec: {e}")))?;
-        write_atomic(&engine_dir.join(CONFIG_FILE), &config, 0o600).map_err(|e| {
+        let config = effective
+            .config_text()
+            .map_err(|e| EngineError::InvalidArgument(format!("writing the spec: {e}")))?;
+        write_atomic(&engine_dir.join(CONFIG_FILE), config.as_bytes(), 0o600).map_err(|e| {
             EngineError::io(
                 format!("writing {}", engine_dir.join(CONFIG_FILE).display()),
                 e,

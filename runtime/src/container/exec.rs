@@ -19,8 +19,8 @@ use libcontainer::oci_spec::runtime::{
 use libcontainer::syscall::syscall::SyscallType;
 use tracing::instrument;
 
-use super::wait::wait_pidfd;
 use super::bundle_view::BundleView;
+use super::wait::wait_pidfd;
 use super::{Engine, Stdio};
 use crate::error::EngineError;
 use crate::executor::WorkloadExecutor;

@@ -1,9 +1,11 @@
 //! Bundle mode: the policy applied on top of the spec an engine wrote (image rootfs, engine
 //! mounts, maybe a network namespace the engine set up).
+//!
+//! The spec is edited as JSON, in place: what the policy does not touch stays as the engine
+//! wrote it, including fields newer than any typed model of the runtime spec.
 
 use std::path::Path;
 
-use oci_spec::runtime::Spec;
 use serde_json::{json, Map, Value};
 
 use super::staging::StagingPlan;
@@ -59,16 +61,15 @@ impl<'a> BundleOptions<'a> {
     }
 }
 
-/// Rewrites `spec` so that it enforces `policy`, binding staged grants from
-/// `options.staging_dir`, and returns what the runtime must stage there before it creates the
-/// container.
+/// Rewrites the engine's spec (its `config.json` as JSON) so that it enforces `policy`,
+/// binding staged grants from `options.staging_dir`, and returns what the runtime must stage
+/// there before it creates the container.
 pub fn apply_to_bundle(
     policy: &Policy,
-    spec: &mut Spec,
+    spec: &mut Value,
     options: &BundleOptions,
 ) -> Result<StagingPlan, BundleError> {
-    let mut value = serde_json::to_value(&*spec).map_err(|e| BundleError::Spec(e.to_string()))?;
-    let root = value
+    let root = spec
         .as_object_mut()
         .ok_or(BundleError::Spec("not an object".into()))?;
 
@@ -236,8 +237,6 @@ pub fn apply_to_bundle(
     for (key, value) in policy_annotations(policy) {
         annotations.insert(key.to_string(), Value::String(value));
     }
-
-    *spec = serde_json::from_value(value).map_err(|e| BundleError::Spec(e.to_string()))?;
     Ok(planned.staging)
 }
 
