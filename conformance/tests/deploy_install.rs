@@ -1,6 +1,7 @@
-//! `deploy/install.sh` on this machine: what it installs is what the binaries run, and the
-//! `mxc` it installs runs a config that allows egress (the first config that needs more than
-//! the kernel: a userspace network stack).
+//! `deploy/install.sh` on this machine: the `mxc` it installs finds every program the runtime
+//! runs (`mxc doctor` lists them with their packages, and install.sh installs each package),
+//! and runs a config that allows egress (the first config that needs more than the kernel: a
+//! userspace network stack).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,67 +11,46 @@ use anyhow::{Context, Result};
 use mxc_conformance::bins;
 use mxc_conformance::command::{run, Output};
 use mxc_conformance::leaks::LeakCheck;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Programs the engine executes on the host, whatever the config: network rules, the
-/// userspace stack of a sandbox with egress, id mappings of several ranges, `mxc-runtime ps`.
-const HOST_PROGRAMS: &[&str] = &["nft", "slirp4netns", "newuidmap", "newgidmap", "ps"];
 
 fn install_script() -> PathBuf {
     mxc_conformance::workspace_root().join("deploy/install.sh")
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|dir| Path::new(dir).join(program))
-        .find(|path| path.is_file())
-}
-
 /// The Debian package that owns `path`.
 fn package_of(path: &Path) -> Result<String> {
-    let out = run(
-        Command::new("dpkg-query").arg("-S").arg(path),
-        Duration::from_secs(30),
-    )?;
-    let out = if out.success() {
-        out
-    } else {
+    let owner = |path: &Path| {
+        run(
+            Command::new("dpkg-query").arg("-S").arg(path),
+            Duration::from_secs(30),
+        )
+    };
+    let mut out = owner(path)?;
+    if !out.success() {
         // /sbin/x is /usr/sbin/x on a merged-/usr system; dpkg knows one of the two names.
         let other = match path.strip_prefix("/usr") {
             Ok(rest) => Path::new("/").join(rest),
             Err(_) => Path::new("/usr").join(path.strip_prefix("/")?),
         };
-        run(
-            Command::new("dpkg-query").arg("-S").arg(other),
-            Duration::from_secs(30),
-        )?
-        .ok()?
-    };
-    let package = out.stdout.split(':').next().unwrap_or_default().trim();
-    Ok(package.to_string())
+        out = owner(&other)?.ok()?;
+    }
+    Ok(out
+        .stdout
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string())
 }
 
-#[test]
-fn the_packages_it_installs_provide_every_program_the_engine_runs() -> Result<()> {
-    let out = run(
-        Command::new(install_script()).arg("--print-packages"),
-        LIMIT,
-    )?
-    .ok()?;
-    let packages: Vec<&str> = out.stdout.lines().collect();
-    for program in HOST_PROGRAMS {
-        let path = which(program).with_context(|| format!("{program} is not installed here"))?;
-        let package = package_of(&path)?;
-        assert!(
-            packages.contains(&package.as_str()),
-            "{program} ({}) comes from {package}, which install.sh does not install: {packages:?}",
-            path.display()
-        );
-    }
-    Ok(())
+/// Where a host program is, as the runtime looks for it.
+fn mxc_runtime_path(program: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
 }
 
 fn install(prefix: &Path) -> Result<Output> {
@@ -113,6 +93,42 @@ fn the_installed_mxc_runs_a_config_that_allows_egress() -> Result<()> {
     // Again: nothing to change, nothing fails.
     let again = install(prefix)?;
     assert!(again.stdout.contains("kept existing"), "{again}");
+
+    // The installed mxc finds everything it runs, and install.sh installs each of those
+    // programs' packages.
+    let doctor = run(
+        Command::new(prefix.join("bin/mxc")).args(["doctor", "--json"]),
+        LIMIT,
+    )?;
+    assert_eq!(doctor.code(), Some(0), "{doctor}");
+    let report: Value = serde_json::from_str(&doctor.stdout)?;
+    let packages = run(
+        Command::new(install_script()).arg("--print-packages"),
+        LIMIT,
+    )?
+    .ok()?
+    .stdout;
+    let packages: Vec<&str> = packages.lines().collect();
+    let programs = report["host_programs"]
+        .as_array()
+        .context("host_programs")?;
+    assert!(!programs.is_empty(), "{report}");
+    for program in programs {
+        let name = program["program"].as_str().context("program")?;
+        let package = program["package"].as_str().context("package")?;
+        let check = report["checks"]
+            .as_array()
+            .and_then(|checks| checks.iter().find(|c| c["name"] == name));
+        let found = mxc_runtime_path(name).with_context(|| format!("{name} is not installed"))?;
+        assert_eq!(package_of(&found)?, package, "{name} ({})", found.display());
+        assert!(
+            packages.contains(&package),
+            "{name} comes from {package}, which install.sh does not install: {packages:?}"
+        );
+        if let Some(check) = check {
+            assert_eq!(check["status"], "ok", "{check}");
+        }
+    }
 
     let mut leaks = LeakCheck::snapshot();
     leaks.runtime_root("/run/mxc");

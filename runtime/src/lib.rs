@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod console;
 pub mod container;
+pub mod doctor;
 pub mod egress;
 pub mod error;
 mod executor;

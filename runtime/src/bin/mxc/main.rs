@@ -38,6 +38,17 @@ enum Command {
     Translate(CompileArgs),
     /// Show, for each policy field, what enforces it.
     Explain(ExplainArgs),
+    /// Check what this host supports (namespaces, nftables, seccomp, cgroups, helpers,
+    /// containerd and Docker set-up) and say how to fix what is missing; exit 1 if anything
+    /// a sandbox needs is missing.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -165,6 +176,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(args),
         Command::Translate(args) => translate(args),
         Command::Explain(args) => run_explain(args),
+        Command::Doctor(args) => doctor(args),
     };
     match result {
         Ok(code) => code,
@@ -353,6 +365,20 @@ fn translate(args: CompileArgs) -> Result<ExitCode> {
         }
         Err(errors) => Ok(rejected(&errors)),
     }
+}
+
+fn doctor(args: DoctorArgs) -> Result<ExitCode> {
+    let report = mxc_runtime::doctor::examine();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    Ok(if report.ready() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_explain(args: ExplainArgs) -> Result<ExitCode> {
