@@ -50,7 +50,13 @@ pub fn shim() -> Result<PathBuf> {
 /// `PATH` with the project's binary directory in front, for daemons that look up shims or
 /// runtimes by name.
 pub fn path_with_bin_dir() -> OsString {
+    path_with(&[])
+}
+
+/// `PATH` with the project's binary directory, then `extra`, in front.
+pub fn path_with(extra: &[PathBuf]) -> OsString {
     let mut dirs = vec![bin_dir()];
+    dirs.extend(extra.iter().cloned());
     if let Some(path) = env::var_os("PATH") {
         dirs.extend(env::split_paths(&path));
     } else {
@@ -77,30 +83,6 @@ fn first_existing(candidates: &[&str], fallback: &str) -> PathBuf {
         .find(|path| path.is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from(fallback))
-}
-
-/// The Docker client that ships with the distribution's daemon (a newer client elsewhere on
-/// `PATH` may not speak to dockerd 20.10 the same way).
-pub fn docker_cli() -> PathBuf {
-    first_existing(&["/usr/bin/docker"], "docker")
-}
-
-/// The `dockerd` binary.
-pub fn dockerd() -> PathBuf {
-    first_existing(&["/usr/sbin/dockerd", "/usr/bin/dockerd"], "dockerd")
-}
-
-/// The `containerd` binary.
-pub fn containerd() -> PathBuf {
-    first_existing(
-        &["/usr/bin/containerd", "/usr/local/bin/containerd"],
-        "containerd",
-    )
-}
-
-/// The `ctr` binary that comes with containerd.
-pub fn ctr() -> PathBuf {
-    first_existing(&["/usr/bin/ctr", "/usr/local/bin/ctr"], "ctr")
 }
 
 /// The busybox-static binary the test images are made of.

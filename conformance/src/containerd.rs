@@ -15,6 +15,7 @@ use tempfile::TempDir;
 
 use crate::bins;
 use crate::command::{poll, run, Output};
+use crate::engines::ContainerdRelease;
 use crate::images::{Images, BUSYBOX_REF, PAUSE_REF};
 use crate::leaks::mounts_under;
 use crate::netns::Subnet;
@@ -50,9 +51,12 @@ pub enum PodNetwork {
 /// What a test may change about the private containerd.
 #[derive(Debug, Clone)]
 pub struct ContainerdOptions {
+    /// Which containerd.
+    pub release: ContainerdRelease,
     pub pod_network: PodNetwork,
-    /// Options for the CRI runtime `mxc` (`[...runtimes.mxc.options]`, e.g. `ConfigPath`).
-    pub mxc_options: Vec<(String, String)>,
+    /// The shim's node configuration (its `ConfigPath` option); by default an empty one of
+    /// this instance's own.
+    pub node_config: Option<PathBuf>,
     /// Extra environment for containerd and so for its shims (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
     /// Import the busybox and pause images (into `default` and `k8s.io`) once it is up.
@@ -62,8 +66,9 @@ pub struct ContainerdOptions {
 impl Default for ContainerdOptions {
     fn default() -> Self {
         ContainerdOptions {
+            release: ContainerdRelease::default(),
             pod_network: PodNetwork::HostOnly,
-            mxc_options: Vec::new(),
+            node_config: None,
             env: Vec::new(),
             import_images: true,
         }
@@ -73,6 +78,7 @@ impl Default for ContainerdOptions {
 /// A running private containerd.
 #[derive(Debug)]
 pub struct Containerd {
+    release: ContainerdRelease,
     child: Child,
     env: Vec<(String, String)>,
     subnet: Option<Subnet>,
@@ -86,7 +92,16 @@ impl Containerd {
         Containerd::start_with(ContainerdOptions::default())
     }
 
+    /// A private containerd of `release` with the default options, test images imported.
+    pub fn start_release(release: ContainerdRelease) -> Result<Containerd> {
+        Containerd::start_with(ContainerdOptions {
+            release,
+            ..ContainerdOptions::default()
+        })
+    }
+
     pub fn start_with(options: ContainerdOptions) -> Result<Containerd> {
+        crate::engines::require(&options.release.containerd())?;
         processes::adopt_orphans();
         if options.import_images {
             Images::get()?;
@@ -103,10 +118,20 @@ impl Containerd {
             write_ptp_network(dir.path(), subnet)?;
         }
         let config = dir.path().join("config.toml");
-        fs::write(&config, config_toml(dir.path(), &options))?;
+        fs::write(&config, config_toml(dir.path(), options.release))?;
+        let node_config = match &options.node_config {
+            Some(path) => path.clone(),
+            None => {
+                let path = dir.path().join("mxc-node.toml");
+                fs::write(&path, "")?;
+                path
+            }
+        };
+        add_mxc_runtime(&config, &node_config, options.release)?;
 
-        let child = spawn_daemon(dir.path(), &options.env)?;
+        let child = spawn_daemon(dir.path(), options.release, &options.env)?;
         let mut containerd = Containerd {
+            release: options.release,
             child,
             env: options.env,
             subnet,
@@ -125,7 +150,7 @@ impl Containerd {
     pub fn restart(&mut self) -> Result<()> {
         processes::terminate(self.child.id(), Duration::from_secs(10));
         let _ = self.child.wait();
-        self.child = spawn_daemon(self.dir.path(), &self.env)?;
+        self.child = spawn_daemon(self.dir.path(), self.release, &self.env)?;
         self.wait_ready()
     }
 
@@ -142,6 +167,11 @@ impl Containerd {
             Ok(out.success().then_some(()))
         })
         .with_context(|| format!("waiting for containerd:\n{}", self.log_tail(40)))
+    }
+
+    /// Which containerd this is.
+    pub fn release(&self) -> ContainerdRelease {
+        self.release
     }
 
     /// The temporary directory that holds everything of this instance.
@@ -201,7 +231,7 @@ impl Containerd {
 
     /// `ctr --address SOCKET --namespace NAMESPACE ARGS...`.
     pub fn ctr_in(&self, namespace: &str, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new(bins::ctr());
+        let mut cmd = Command::new(self.release.ctr());
         cmd.arg("--address")
             .arg(self.address())
             .args(["--namespace", namespace])
@@ -308,16 +338,17 @@ impl Drop for Containerd {
 }
 
 /// Starts containerd on the config in `dir`, appending to its log.
-fn spawn_daemon(dir: &Path, env: &[(String, String)]) -> Result<Child> {
+fn spawn_daemon(dir: &Path, release: ContainerdRelease, env: &[(String, String)]) -> Result<Child> {
     let log = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("containerd.log"))?;
-    let mut cmd = Command::new(bins::containerd());
+    let mut cmd = Command::new(release.containerd());
     cmd.arg("--config")
         .arg(dir.join("config.toml"))
         .args(["--log-level", "info"])
-        .env("PATH", bins::path_with_bin_dir())
+        // The shim first, then the release's own runc shim.
+        .env("PATH", bins::path_with(&[release.bin_dir()]))
         .env_remove("CONTAINERD_ADDRESS")
         .env_remove("CONTAINERD_NAMESPACE")
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -341,19 +372,28 @@ fn toml_string(value: &str) -> String {
     serde_json::to_string(value).unwrap_or_else(|_| "\"\"".into())
 }
 
-fn config_toml(dir: &Path, options: &ContainerdOptions) -> String {
+/// The `mxc` runtime added to `config` as a node's administrator adds it: by
+/// `deploy/containerd-config.sh`, for the real daemon of `release` to read.
+fn add_mxc_runtime(config: &Path, node_config: &Path, release: ContainerdRelease) -> Result<()> {
+    let mut cmd = Command::new(crate::workspace_root().join("deploy/containerd-config.sh"));
+    cmd.arg("add")
+        .env("CONTAINERD_CONFIG", config)
+        .env("MXC_NODE_CONFIG", node_config)
+        .env("CONTAINERD", release.containerd());
+    run(&mut cmd, Duration::from_secs(60))?
+        .ok()
+        .context("adding the mxc runtime with deploy/containerd-config.sh")?;
+    // Its backup of the file as it was is not needed here.
+    let _ = fs::remove_file(config.with_extension("toml.mxc-backup"));
+    Ok(())
+}
+
+/// The instance's config in the schema of `release` (2 for 1.x, 3 for 2.x), the `mxc`
+/// runtime not yet in it.
+fn config_toml(dir: &Path, release: ContainerdRelease) -> String {
     let path = |sub: &str| toml_string(&dir.join(sub).to_string_lossy());
-    let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
-    let mut mxc_options = String::new();
-    if !options.mxc_options.is_empty() {
-        mxc_options.push_str(&format!("\n[{cri}.containerd.runtimes.mxc.options]\n"));
-        for (key, value) in &options.mxc_options {
-            mxc_options.push_str(&format!("  {key} = {}\n", toml_string(value)));
-        }
-    }
-    format!(
-        r#"version = 2
-root = {root}
+    let common = format!(
+        r#"root = {root}
 state = {state}
 oom_score = 0
 disabled_plugins = [
@@ -377,7 +417,22 @@ disabled_plugins = [
 
 [plugins."io.containerd.internal.v1.opt"]
   path = {opt}
-
+"#,
+        root = path("root"),
+        state = path("state"),
+        address = path("containerd.sock"),
+        ttrpc = path("containerd.sock.ttrpc"),
+        opt = path("opt"),
+    );
+    let sandbox = toml_string(PAUSE_REF);
+    let cni_conf = path("cni/net.d");
+    let runc_root = path("runc");
+    match release.config_schema() {
+        2 => {
+            let cri = r#"plugins."io.containerd.grpc.v1.cri""#;
+            format!(
+                r#"version = 2
+{common}
 [{cri}]
   sandbox_image = {sandbox}
   restrict_oom_score_adj = true
@@ -397,28 +452,53 @@ disabled_plugins = [
   default_runtime_name = "runc"
 
 [{cri}.containerd.runtimes.runc]
-  runtime_type = "{runc_type}"
+  runtime_type = "{RUNC_RUNTIME_TYPE}"
 
 [{cri}.containerd.runtimes.runc.options]
   Root = {runc_root}
+"#
+            )
+        }
+        _ => {
+            let images = r#"plugins."io.containerd.cri.v1.images""#;
+            let runtime = r#"plugins."io.containerd.cri.v1.runtime""#;
+            let grpc = r#"plugins."io.containerd.grpc.v1.cri""#;
+            format!(
+                r#"version = 3
+{common}
+[{images}]
+  snapshotter = "overlayfs"
 
-[{cri}.containerd.runtimes.mxc]
-  runtime_type = "{mxc_type}"
-  # Policies travel as pod and container annotations (io.mxc.config, io.mxc.config.name).
-  pod_annotations = ["io.mxc.*"]
-  container_annotations = ["io.mxc.*"]
-{mxc_options}"#,
-        root = path("root"),
-        state = path("state"),
-        address = path("containerd.sock"),
-        ttrpc = path("containerd.sock.ttrpc"),
-        opt = path("opt"),
-        sandbox = toml_string(PAUSE_REF),
-        cni_conf = path("cni/net.d"),
-        runc_root = path("runc"),
-        runc_type = RUNC_RUNTIME_TYPE,
-        mxc_type = MXC_RUNTIME_TYPE,
-    )
+[{images}.pinned_images]
+  sandbox = {sandbox}
+
+[{runtime}]
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  netns_mounts_under_state_dir = true
+
+[{runtime}.cni]
+  bin_dirs = ["/usr/lib/cni"]
+  conf_dir = {cni_conf}
+  max_conf_num = 1
+
+[{runtime}.containerd]
+  default_runtime_name = "runc"
+
+[{runtime}.containerd.runtimes.runc]
+  runtime_type = "{RUNC_RUNTIME_TYPE}"
+
+[{runtime}.containerd.runtimes.runc.options]
+  Root = {runc_root}
+
+[{grpc}]
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_tls_streaming = false
+"#
+            )
+        }
+    }
 }
 
 fn write_ptp_network(dir: &Path, subnet: &Subnet) -> Result<()> {

@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use crate::bins;
 use crate::command::{poll, run, Output};
 use crate::containerd::{unmount_all_under, Containerd, ContainerdOptions};
+use crate::engines::DockerRelease;
 use crate::images::Images;
 use crate::processes;
 
@@ -29,6 +30,8 @@ pub const START_LIMIT: Duration = Duration::from_secs(60);
 /// What a test may change about the private dockerd.
 #[derive(Debug, Clone)]
 pub struct DockerdOptions {
+    /// Which Docker (and so which containerd under it).
+    pub release: DockerRelease,
     /// `runtimeArgs` of the `mxc` runtime (e.g. `["--config", "/path/config.toml"]`).
     pub mxc_runtime_args: Vec<String>,
     /// Extra environment for dockerd.
@@ -40,6 +43,7 @@ pub struct DockerdOptions {
 impl Default for DockerdOptions {
     fn default() -> Self {
         DockerdOptions {
+            release: DockerRelease::default(),
             mxc_runtime_args: Vec::new(),
             env: Vec::new(),
             load_busybox: true,
@@ -50,6 +54,7 @@ impl Default for DockerdOptions {
 /// A running private dockerd and the containerd under it.
 #[derive(Debug)]
 pub struct Dockerd {
+    release: DockerRelease,
     child: Child,
     containerd: Option<Containerd>,
     // Last: removed after both daemons have stopped.
@@ -62,12 +67,22 @@ impl Dockerd {
         Dockerd::start_with(DockerdOptions::default())
     }
 
+    /// A private dockerd of `release` with the default options, busybox loaded.
+    pub fn start_release(release: DockerRelease) -> Result<Dockerd> {
+        Dockerd::start_with(DockerdOptions {
+            release,
+            ..DockerdOptions::default()
+        })
+    }
+
     pub fn start_with(options: DockerdOptions) -> Result<Dockerd> {
+        crate::engines::require(&options.release.dockerd())?;
         processes::adopt_orphans();
         if options.load_busybox {
             Images::get()?;
         }
         let containerd = Containerd::start_with(ContainerdOptions {
+            release: options.release.containerd(),
             import_images: false,
             ..ContainerdOptions::default()
         })?;
@@ -87,7 +102,7 @@ impl Dockerd {
         fs::write(&config, serde_json::to_vec_pretty(&daemon_json)?)?;
 
         let log = File::create(dir.path().join("dockerd.log"))?;
-        let mut cmd = Command::new(bins::dockerd());
+        let mut cmd = Command::new(options.release.dockerd());
         cmd.arg("--config-file")
             .arg(&config)
             .arg("--data-root")
@@ -110,7 +125,7 @@ impl Dockerd {
                 "--bridge=none",
                 "--userland-proxy=false",
             ])
-            .env("PATH", bins::path_with_bin_dir())
+            .env("PATH", bins::path_with(&options.release.helper_dirs()))
             .env_remove("DOCKER_HOST")
             .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -118,6 +133,7 @@ impl Dockerd {
             .stderr(log);
         let child = cmd.spawn().context("starting dockerd")?;
         let mut dockerd = Dockerd {
+            release: options.release,
             child,
             containerd: Some(containerd),
             dir,
@@ -144,6 +160,11 @@ impl Dockerd {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Which Docker this is.
+    pub fn release(&self) -> DockerRelease {
+        self.release
     }
 
     /// The API socket (`docker -H unix://...`).
@@ -187,7 +208,7 @@ impl Dockerd {
 
     /// `docker -H unix://SOCKET ARGS...`; its output whatever its status.
     pub fn docker(&self, args: &[&str]) -> Result<Output> {
-        let mut cmd = Command::new(bins::docker_cli());
+        let mut cmd = Command::new(self.release.docker_cli());
         cmd.arg("-H")
             .arg(format!("unix://{}", self.socket().display()))
             .args(args)

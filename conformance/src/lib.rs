@@ -14,6 +14,7 @@
 //! | [`containerd`] | a private containerd with the `mxc` runtime and the CRI plugin |
 //! | [`cri`] | a blocking CRI v1 client on that containerd |
 //! | [`docker`] | a private dockerd (on its own private containerd) with the `mxc` runtime |
+//! | [`engines`] | the containerd and Docker releases the suites run against |
 //! | [`netns`] | test hosts in network namespaces, veth pairs, bounded TCP/UDP servers |
 //! | [`node`] | a node configuration of the test's own, and its audit log's records |
 //! | [`egress_world`] | a test world for egress by name: its own DNS server, HTTP/TLS/TCP/UDP servers |
@@ -52,6 +53,7 @@ pub mod containerd;
 pub mod cri;
 pub mod docker;
 pub mod egress_world;
+pub mod engines;
 pub mod images;
 pub mod leaks;
 pub mod netns;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mxc_conformance::bins;
 use mxc_conformance::command::{run, Output};
+use mxc_conformance::engines::ContainerdRelease;
 use mxc_conformance::leaks::LeakCheck;
 use serde_json::{json, Value};
 
@@ -62,7 +63,7 @@ fn install(prefix: &Path) -> Result<Output> {
             "CONTAINERD_CONFIG",
             prefix.join("etc/containerd/config.toml"),
         )
-        .env("CONTAINERD", bins::containerd());
+        .env("CONTAINERD", ContainerdRelease::V1_6.containerd());
     run(&mut cmd, LIMIT)?.ok()
 }
 

@@ -6,13 +6,22 @@ use std::time::Duration;
 use anyhow::{ensure, Result};
 use mxc_conformance::command::poll;
 use mxc_conformance::docker::{Dockerd, DockerdOptions};
+use mxc_conformance::each_docker;
+use mxc_conformance::engines::DockerRelease;
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::node::Node;
 use mxc_conformance::unique_name;
 use serde_json::json;
 
+each_docker!(
+    run_exec_stop_and_rm_through_mxc_runtime_with_the_default_policy,
+    the_node_policy_is_enforced_and_host_networking_refused,
+    the_policys_timeout_kills_the_container_under_docker,
+);
+
 fn docker_with_policy(
+    release: DockerRelease,
     policy: Option<serde_json::Value>,
     node: Option<&Node>,
 ) -> Result<(Dockerd, Option<tempfile::NamedTempFile>)> {
@@ -32,15 +41,17 @@ fn docker_with_policy(
         args.extend(["--config".to_string(), node.config().display().to_string()]);
     }
     let dockerd = Dockerd::start_with(DockerdOptions {
+        release,
         mxc_runtime_args: args,
         ..DockerdOptions::default()
     })?;
     Ok((dockerd, file))
 }
 
-#[test]
-fn run_exec_stop_and_rm_through_mxc_runtime_with_the_default_policy() -> Result<()> {
-    let (docker, _policy) = docker_with_policy(None, None)?;
+fn run_exec_stop_and_rm_through_mxc_runtime_with_the_default_policy(
+    release: DockerRelease,
+) -> Result<()> {
+    let (docker, _policy) = docker_with_policy(release, None, None)?;
     let mut leaks = LeakCheck::snapshot();
     leaks.runtime_root(docker.runtime_root("mxc"));
 
@@ -148,14 +159,13 @@ fn run_exec_stop_and_rm_through_mxc_runtime_with_the_default_policy() -> Result<
     Ok(())
 }
 
-#[test]
-fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
+fn the_node_policy_is_enforced_and_host_networking_refused(release: DockerRelease) -> Result<()> {
     let policy = json!({
         "version": "0.8.0-alpha",
         "filesystem": {"deniedPaths": ["/etc/passwd", "/home"]},
     });
     let node = Node::new()?;
-    let (docker, policy) = docker_with_policy(Some(policy), Some(&node))?;
+    let (docker, policy) = docker_with_policy(release, Some(policy), Some(&node))?;
     let mut leaks = LeakCheck::snapshot();
     leaks.runtime_root(docker.runtime_root("mxc"));
     let out = docker.docker(&["run", "--rm", "--runtime", "mxc", "--network", "none", BUSYBOX_REF, "sh", "-c",
@@ -223,12 +233,11 @@ fn the_node_policy_is_enforced_and_host_networking_refused() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn the_policys_timeout_kills_the_container_under_docker() -> Result<()> {
+fn the_policys_timeout_kills_the_container_under_docker(release: DockerRelease) -> Result<()> {
     // mxc-runtime start returns at once under Docker, so a detached keeper holds the deadline.
     let policy = json!({"version": "0.8.0-alpha", "process": {"timeout": 1500}});
     let node = Node::new()?;
-    let (docker, _policy) = docker_with_policy(Some(policy), Some(&node))?;
+    let (docker, _policy) = docker_with_policy(release, Some(policy), Some(&node))?;
     let mut leaks = LeakCheck::snapshot();
     leaks.runtime_root(docker.runtime_root("mxc"));
     // Control: a command that ends within the timeout exits as it chose.

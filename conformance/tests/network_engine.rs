@@ -17,6 +17,8 @@ use mxc_conformance::containerd::{
     Containerd, ContainerdOptions, PodNetwork, CRI_NAMESPACE, MXC_HANDLER, MXC_RUNTIME_TYPE,
 };
 use mxc_conformance::cri::Cri;
+use mxc_conformance::each_containerd;
+use mxc_conformance::engines::ContainerdRelease;
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::netns::{tcp_request, NetNamespace, Subnet, TcpServer, UdpServer, Veth};
@@ -26,6 +28,11 @@ use serde_json::{json, Value};
 use shim_support::{assert_clean, policy_annotation, wait_status};
 
 const SERVER_LIMIT: Duration = Duration::from_secs(60);
+
+each_containerd!(
+    ctr_with_ns_gets_the_rules_in_the_given_namespace,
+    a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace,
+);
 
 /// The test host's servers: the allowed port, another port, IPv6 and UDP. The host is a
 /// namespace of the test's own, so fixed ports are free there, and the policy can name them
@@ -201,9 +208,8 @@ fn allow_ping_sockets(ns: &NetNamespace) -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
-    let containerd = Containerd::start()?;
+fn ctr_with_ns_gets_the_rules_in_the_given_namespace(release: ContainerdRelease) -> Result<()> {
+    let containerd = Containerd::start_release(release)?;
     let mut leaks = LeakCheck::snapshot();
     leaks.watch_dir(containerd.dir());
     let node = Node::with(TEST_NETWORK_CEILING)?;
@@ -301,12 +307,14 @@ fn ctr_with_ns_gets_the_rules_in_the_given_namespace() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace() -> Result<()> {
+fn a_cri_pod_on_a_cni_network_gets_its_policy_in_the_pod_namespace(
+    release: ContainerdRelease,
+) -> Result<()> {
     let node = Node::with(TEST_NETWORK_CEILING)?;
     let containerd = Containerd::start_with(ContainerdOptions {
+        release,
         pod_network: PodNetwork::Ptp,
-        mxc_options: vec![("ConfigPath".into(), node.config().display().to_string())],
+        node_config: Some(node.config().to_path_buf()),
         ..ContainerdOptions::default()
     })?;
     let mut cri = Cri::connect(&containerd)?;

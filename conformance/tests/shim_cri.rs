@@ -12,11 +12,15 @@ use mxc_conformance::containerd::{
     Containerd, ContainerdOptions, PodNetwork, CRI_NAMESPACE, MXC_HANDLER,
 };
 use mxc_conformance::cri::Cri;
+use mxc_conformance::each_containerd;
+use mxc_conformance::engines::ContainerdRelease;
 use mxc_conformance::images::BUSYBOX_REF;
 use mxc_conformance::leaks::{self, LeakCheck};
 use mxc_conformance::unique_name;
 use serde_json::json;
 use shim_support::{assert_clean, shim_daemons};
+
+each_containerd!(a_pod_with_a_policy_annotation_runs_under_the_mxc_handler,);
 
 fn exec(cri: &mut Cri, id: &str, script: &str) -> Result<(i32, String, String)> {
     let out = cri.exec_sync(id, &["sh", "-c", script], 30)?;
@@ -27,9 +31,11 @@ fn exec(cri: &mut Cri, id: &str, script: &str) -> Result<(i32, String, String)> 
     ))
 }
 
-#[test]
-fn a_pod_with_a_policy_annotation_runs_under_the_mxc_handler() -> Result<()> {
+fn a_pod_with_a_policy_annotation_runs_under_the_mxc_handler(
+    release: ContainerdRelease,
+) -> Result<()> {
     let containerd = Containerd::start_with(ContainerdOptions {
+        release,
         pod_network: PodNetwork::Ptp,
         ..ContainerdOptions::default()
     })?;

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use mxc_conformance::command::poll;
 use mxc_conformance::containerd::{Containerd, MXC_RUNTIME_TYPE};
+use mxc_conformance::each_containerd;
+use mxc_conformance::engines::ContainerdRelease;
 use mxc_conformance::images::{copy_rootfs, BUSYBOX_REF};
 use mxc_conformance::leaks::{self, LeakCheck};
 use mxc_conformance::processes;
@@ -18,6 +20,12 @@ use serde_json::json;
 use shim_support::{assert_clean, shim_daemons, task_status, wait_status};
 
 const NS: &str = "default";
+
+each_containerd!(
+    a_killed_shim_is_cleaned_up_by_containerd,
+    a_container_survives_a_containerd_restart,
+    a_create_past_its_deadline_is_stopped_and_leaves_nothing,
+);
 
 fn start_detached(containerd: &Containerd, id: &str) -> Result<()> {
     containerd
@@ -36,9 +44,8 @@ fn start_detached(containerd: &Containerd, id: &str) -> Result<()> {
     wait_status(containerd, NS, id, "RUNNING")
 }
 
-#[test]
-fn a_killed_shim_is_cleaned_up_by_containerd() -> Result<()> {
-    let containerd = Containerd::start()?;
+fn a_killed_shim_is_cleaned_up_by_containerd(release: ContainerdRelease) -> Result<()> {
+    let containerd = Containerd::start_release(release)?;
     let mut leaks = LeakCheck::snapshot();
     leaks.watch_dir(containerd.dir());
     let id = unique_name("victim");
@@ -72,9 +79,8 @@ fn a_killed_shim_is_cleaned_up_by_containerd() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_container_survives_a_containerd_restart() -> Result<()> {
-    let mut containerd = Containerd::start()?;
+fn a_container_survives_a_containerd_restart(release: ContainerdRelease) -> Result<()> {
+    let mut containerd = Containerd::start_release(release)?;
     let mut leaks = LeakCheck::snapshot();
     leaks.watch_dir(containerd.dir());
     let id = unique_name("survivor");
@@ -133,9 +139,10 @@ fn a_container_survives_a_containerd_restart() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_create_past_its_deadline_is_stopped_and_leaves_nothing() -> Result<()> {
-    let containerd = Containerd::start()?;
+fn a_create_past_its_deadline_is_stopped_and_leaves_nothing(
+    release: ContainerdRelease,
+) -> Result<()> {
+    let containerd = Containerd::start_release(release)?;
     let mut leaks = LeakCheck::snapshot();
     leaks.watch_dir(containerd.dir());
     let id = unique_name("hung");

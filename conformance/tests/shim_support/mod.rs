@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use mxc_conformance::bins;
 use mxc_conformance::command::poll;
 use mxc_conformance::containerd::Containerd;
 use mxc_conformance::leaks::LeakCheck;
@@ -124,7 +123,7 @@ impl EventLog {
             .dir()
             .join(format!("events-{}.log", mxc_conformance::unique_name("ev")));
         let file = fs::File::create(&path)?;
-        let child = Command::new(bins::ctr())
+        let child = Command::new(containerd.release().ctr())
             .arg("--address")
             .arg(containerd.address())
             .arg("events")
