@@ -1,5 +1,10 @@
 //! The container's cgroups: libcgroups' manager for what it offers (pids, freezer, stats,
 //! limits), and a sweep of every mounted hierarchy to prove nothing is left behind.
+//!
+//! What the engine reads and writes itself works on every layout: v1 controllers (a
+//! legacy or hybrid host) and the unified v2 hierarchy (every Kubernetes node today), where
+//! the freezer is `cgroup.freeze`/`cgroup.events`, OOM kills are counted in `memory.events`
+//! and `cgroup.kill` kills a whole subtree at once.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -87,12 +92,42 @@ fn collect_pids(dir: &Path, pids: &mut Vec<i32>) {
     }
 }
 
-/// Whether the v1 freezer says the container is frozen.
+/// Whether the freezer says the container is frozen (or freezing).
 pub(crate) fn is_frozen(cgroup_path: &Path) -> bool {
-    existing_dirs(cgroup_path).iter().any(|dir| {
-        std::fs::read_to_string(dir.join("freezer.state"))
-            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"))
+    existing_dirs(cgroup_path).iter().any(|dir| frozen_in(dir))
+}
+
+/// v1: `freezer.state` is FROZEN or FREEZING; v2: `cgroup.events` says `frozen 1` or
+/// `cgroup.freeze` asks for it.
+fn frozen_in(dir: &Path) -> bool {
+    let read = |file: &str| std::fs::read_to_string(dir.join(file)).ok();
+    if let Some(state) = read("freezer.state") {
+        return matches!(state.trim(), "FROZEN" | "FREEZING");
+    }
+    let events = read("cgroup.events").unwrap_or_default();
+    key_value(&events, "frozen") == Some(1)
+        || read("cgroup.freeze").is_some_and(|f| f.trim() == "1")
+}
+
+/// `key N` from a flat-keyed cgroup file (`memory.events`, `cgroup.events`, `oom_control`).
+fn key_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
     })
+}
+
+/// On v2, kills every process of the container and its nested cgroups at once through
+/// `cgroup.kill` (Linux 5.14+). Returns whether a kill was sent that way.
+pub(crate) fn kill_all(cgroup_path: &Path) -> bool {
+    let mut sent = false;
+    for dir in existing_dirs(cgroup_path) {
+        let kill = dir.join("cgroup.kill");
+        if kill.exists() && std::fs::write(&kill, "1").is_ok() {
+            sent = true;
+        }
+    }
+    sent
 }
 
 pub(crate) fn thaw(record: &ContainerRecord) {
@@ -140,14 +175,22 @@ fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The memory controller's count of OOM kills for the container (v1 `memory.oom_control`).
+/// The memory controller's count of OOM kills for the container.
 pub(crate) fn oom_kills(cgroup_path: &Path) -> Option<u64> {
-    existing_dirs(cgroup_path).iter().find_map(|dir| {
-        let text = std::fs::read_to_string(dir.join("memory.oom_control")).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|n| n.trim().parse().ok())
-    })
+    existing_dirs(cgroup_path)
+        .iter()
+        .find_map(|dir| oom_kills_in(dir))
+}
+
+/// v2: `oom_kill` of `memory.events` (the container's subtree); v1: `oom_kill` of
+/// `memory.oom_control`.
+fn oom_kills_in(dir: &Path) -> Option<u64> {
+    ["memory.events", "memory.oom_control"]
+        .iter()
+        .find_map(|file| {
+            let text = std::fs::read_to_string(dir.join(file)).ok()?;
+            key_value(&text, "oom_kill")
+        })
 }
 
 #[cfg(test)]
@@ -176,5 +219,123 @@ mod tests {
     #[test]
     fn root_cgroup_is_never_swept() {
         assert!(existing_dirs(Path::new("/")).is_empty());
+    }
+
+    /// Writes files as a kernel shows them in one cgroup directory.
+    fn recorded(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn v2_freezer_and_oom_counts_from_recorded_files() {
+        // Recorded from a v2 cgroup (Linux 6.x) with the memory controller enabled.
+        let running = recorded(&[
+            ("cgroup.events", "populated 1\nfrozen 0\n"),
+            ("cgroup.freeze", "0\n"),
+            (
+                "memory.events",
+                "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n",
+            ),
+        ]);
+        assert!(!frozen_in(running.path()));
+        assert_eq!(oom_kills_in(running.path()), Some(2));
+        let frozen = recorded(&[
+            ("cgroup.events", "populated 1\nfrozen 1\n"),
+            ("cgroup.freeze", "1\n"),
+        ]);
+        assert!(frozen_in(frozen.path()));
+        // Asked to freeze, not there yet: FREEZING in v1's terms.
+        let freezing = recorded(&[
+            ("cgroup.events", "populated 1\nfrozen 0\n"),
+            ("cgroup.freeze", "1\n"),
+        ]);
+        assert!(frozen_in(freezing.path()));
+        // No memory controller: no count.
+        assert_eq!(oom_kills_in(frozen.path()), None);
+    }
+
+    #[test]
+    fn v1_freezer_and_oom_counts_from_recorded_files() {
+        let dir = recorded(&[
+            ("freezer.state", "FROZEN\n"),
+            (
+                "memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+            ),
+        ]);
+        assert!(frozen_in(dir.path()));
+        assert_eq!(oom_kills_in(dir.path()), Some(3));
+        let thawed = recorded(&[("freezer.state", "THAWED\n")]);
+        assert!(!frozen_in(thawed.path()));
+    }
+
+    /// The unified hierarchy this host mounts (a v2-only host mounts it at /sys/fs/cgroup).
+    fn unified_mount() -> Option<PathBuf> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        info.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split_whitespace().next() == Some("cgroup2"))
+                .then(|| left.split_whitespace().nth(4).map(PathBuf::from))
+                .flatten()
+        })
+    }
+
+    /// The v2 paths against the kernel's unified hierarchy: freeze through `cgroup.freeze`,
+    /// seen in `cgroup.events`, and `cgroup.kill` taking every process of a nested tree.
+    #[test]
+    fn v2_freeze_and_kill_on_the_unified_hierarchy() {
+        let Some(mount) = unified_mount() else {
+            eprintln!("no cgroup2 hierarchy is mounted here");
+            return;
+        };
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("needs root");
+            return;
+        }
+        let relative = PathBuf::from(format!("/mxc-v2-test-{}", std::process::id()));
+        let dir = mount.join(relative.strip_prefix("/").unwrap());
+        std::fs::create_dir_all(dir.join("nested")).unwrap();
+        let mut children: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                std::process::Command::new("sleep")
+                    .arg("600")
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::fs::write(dir.join("cgroup.procs"), children[0].id().to_string()).unwrap();
+        std::fs::write(
+            dir.join("nested/cgroup.procs"),
+            children[1].id().to_string(),
+        )
+        .unwrap();
+        assert_eq!(all_pids(&relative).len(), 2);
+        assert!(!is_frozen(&relative));
+        std::fs::write(dir.join("cgroup.freeze"), "1").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(dir.join("cgroup.events"))
+            .unwrap()
+            .contains("frozen 1")
+        {
+            assert!(Instant::now() < deadline, "the cgroup never froze");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(is_frozen(&relative));
+        std::fs::write(dir.join("cgroup.freeze"), "0").unwrap();
+        assert!(!is_frozen(&relative));
+        assert!(kill_all(&relative), "cgroup.kill was written");
+        for child in &mut children {
+            let status = child.wait().unwrap();
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&status),
+                Some(9)
+            );
+        }
+        assert!(remove_dirs(&relative, Duration::from_secs(5)).is_empty());
+        assert!(!dir.exists());
     }
 }

@@ -59,6 +59,8 @@ impl Engine {
             if let Some(fd) = &init_fd {
                 let _ = fd.send_signal(libc::SIGKILL);
             }
+            // v2: the whole tree at once, without racing forks; then whatever v1 holds.
+            cgroup::kill_all(&record.cgroup_path);
             let pids = cgroup::all_pids(&record.cgroup_path);
             for &pid in &pids {
                 // SAFETY: kill(2) on a pid read from the container's own cgroup.
