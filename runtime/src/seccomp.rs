@@ -6,9 +6,11 @@
 //! filter and the most restrictive answer wins, so this small program holds whatever the first
 //! one says:
 //!
-//! - **No set-id files.** `chmod`, `fchmod`, `fchmodat`, and the file-creating `open`, `openat`,
-//!   `creat`, `mknod`, `mknodat` fail with `EPERM` when the mode carries `S_ISUID` or `S_ISGID`:
-//!   a sandbox must not leave a set-id program in a workspace for someone outside to run.
+//! - **No set-id files.** `chmod`, `fchmod`, `fchmodat`, `creat`, `mknod`, `mknodat`, and `open`
+//!   and `openat` with `O_CREAT` or `O_TMPFILE`, fail with `EPERM` when the mode carries
+//!   `S_ISUID` or `S_ISGID`: a sandbox must not leave a set-id program in a workspace for someone
+//!   outside to run. An `open` that creates nothing has no mode: its mode register holds
+//!   whatever the caller left there, so it is not read.
 //!   `openat2` answers `ENOSYS` (its mode sits in a struct a filter cannot read; libcs fall back
 //!   to `openat`).
 //! - **No syscall newer than this table.** Numbers from 451 on (`cachestat`, `fchmodat2`,
@@ -58,14 +60,18 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 pub const FIRST_UNREVIEWED: u32 = 451;
 const OPENAT2: u32 = 437;
 const SET_ID_BITS: u32 = 0o6000;
+/// The `open` flags that make it create a file, and so read its mode (`O_CREAT`,
+/// `__O_TMPFILE`; the same on x86 and the generic table).
+const CREATING_FLAGS: u32 = 0o100 | 0o20000000;
 
 /// One architecture: its audit id and which syscalls take a file mode in which argument.
 struct Abi {
     audit_arch: u32,
     /// Reject the x32 ABI (only on x86-64).
     x32_bit: bool,
-    /// (syscall number, index of the mode argument).
-    mode_calls: &'static [(u32, u32)],
+    /// Calls that take a mode: syscall number, index of the mode argument, and, for `open`
+    /// and `openat`, the index of the flags argument that says whether the mode is read.
+    mode_calls: &'static [(u32, u32, Option<u32>)],
 }
 
 // chmod fchmod fchmodat open openat creat mknod mknodat
@@ -73,14 +79,14 @@ const X86_64: Abi = Abi {
     audit_arch: AUDIT_ARCH_X86_64,
     x32_bit: true,
     mode_calls: &[
-        (90, 1),
-        (91, 1),
-        (268, 2),
-        (2, 2),
-        (257, 3),
-        (85, 1),
-        (133, 1),
-        (259, 2),
+        (90, 1, None),
+        (91, 1, None),
+        (268, 2, None),
+        (2, 2, Some(1)),
+        (257, 3, Some(2)),
+        (85, 1, None),
+        (133, 1, None),
+        (259, 2, None),
     ],
 };
 
@@ -88,14 +94,14 @@ const I386: Abi = Abi {
     audit_arch: AUDIT_ARCH_I386,
     x32_bit: false,
     mode_calls: &[
-        (15, 1),
-        (94, 1),
-        (306, 2),
-        (5, 2),
-        (295, 3),
-        (8, 1),
-        (14, 1),
-        (297, 2),
+        (15, 1, None),
+        (94, 1, None),
+        (306, 2, None),
+        (5, 2, Some(1)),
+        (295, 3, Some(2)),
+        (8, 1, None),
+        (14, 1, None),
+        (297, 2, None),
     ],
 };
 
@@ -103,7 +109,12 @@ const I386: Abi = Abi {
 const AARCH64: Abi = Abi {
     audit_arch: AUDIT_ARCH_AARCH64,
     x32_bit: false,
-    mode_calls: &[(52, 1), (53, 2), (56, 3), (33, 2)],
+    mode_calls: &[
+        (52, 1, None),
+        (53, 2, None),
+        (56, 3, Some(2)),
+        (33, 2, None),
+    ],
 };
 
 fn abis() -> &'static [Abi] {
@@ -203,12 +214,19 @@ fn program() -> Vec<Instruction> {
         p.jump_if(JGE_K, FIRST_UNREVIEWED, enosys);
         p.jump_if(JEQ_K, OPENAT2, enosys);
         let checks: Vec<usize> = abi.mode_calls.iter().map(|_| p.label()).collect();
-        for ((nr, _), check) in abi.mode_calls.iter().zip(&checks) {
+        for ((nr, _, _), check) in abi.mode_calls.iter().zip(&checks) {
             p.jump_if(JEQ_K, *nr, *check);
         }
         p.op(RET_K, RET_ALLOW);
-        for ((_, arg), check) in abi.mode_calls.iter().zip(&checks) {
+        for ((_, arg, flags), check) in abi.mode_calls.iter().zip(&checks) {
             p.bind(*check);
+            if let Some(flags) = flags {
+                let creates = p.label();
+                p.op(LD_W_ABS, arg_low(*flags));
+                p.jump_if(JSET_K, CREATING_FLAGS, creates);
+                p.op(RET_K, RET_ALLOW);
+                p.bind(creates);
+            }
             p.op(LD_W_ABS, arg_low(*arg));
             p.jump_if(JSET_K, SET_ID_BITS, eperm);
             p.op(RET_K, RET_ALLOW);
@@ -301,6 +319,23 @@ mod tests {
         assert_eq!(evaluate(&p, x, 90, [0, 0o755, 0, 0, 0, 0]), RET_ALLOW);
         assert_eq!(evaluate(&p, x, 257, [0, 0, 0o100, 0o644, 0, 0]), RET_ALLOW);
         assert_eq!(evaluate(&p, x, 0, [0; 6]), RET_ALLOW, "read");
+        // open(path, O_RDONLY) and openat(fd, path, O_RDONLY) pass no mode: whatever the mode
+        // register holds is not one, set-id bits included; O_TMPFILE reads it.
+        assert_eq!(evaluate(&p, x, 2, [0, 0, 0o7777, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(evaluate(&p, x, 257, [0, 0, 0o2, 0o4755, 0, 0]), RET_ALLOW);
+        assert_eq!(evaluate(&p, x, 2, [0, 0o100, 0o4755, 0, 0, 0]), EPERM);
+        assert_eq!(
+            evaluate(&p, x, 257, [0, 0, 0o20200002, 0o2700, 0, 0]),
+            EPERM
+        );
+        assert_eq!(
+            evaluate(&p, AUDIT_ARCH_I386, 5, [0, 0, 0o6755, 0, 0, 0]),
+            RET_ALLOW
+        );
+        assert_eq!(
+            evaluate(&p, AUDIT_ARCH_I386, 295, [0, 0, 0o100, 0o4700, 0, 0]),
+            EPERM
+        );
         // i386 through int 0x80: chmod is 15 there, and 90 is an unrelated call.
         assert_eq!(
             evaluate(&p, AUDIT_ARCH_I386, 15, [0, 0o4755, 0, 0, 0, 0]),
@@ -357,6 +392,16 @@ mod tests {
                     4
                 } else if libc::syscall(452, libc::AT_FDCWD, path.as_ptr(), 0o755, 0) != -1 {
                     5
+                } else if libc::syscall(
+                    libc::SYS_openat,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    libc::O_RDONLY,
+                    0o4755,
+                ) < 0
+                {
+                    // Opening without creating: the mode register is not a mode.
+                    6
                 } else {
                     0
                 };

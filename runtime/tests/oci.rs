@@ -169,3 +169,48 @@ fn hooks_receive_the_bundle_given_to_create_when_grants_are_staged() {
     assert_eq!(stdout, "granted\n");
     rt.assert_no_leaks(&id);
 }
+
+/// `open` without `O_CREAT` or `O_TMPFILE` passes no mode, so its mode register holds whatever
+/// the caller left there (busybox's `sh` opening `/dev/null` for a background job, in the
+/// runtime-tools rootfs). The runtime's set-id filter reads the mode only of an `open` that
+/// creates: a read-only open whose register happens to carry set-id bits succeeds, and a
+/// creating one with them is still refused.
+#[test]
+fn an_open_that_creates_nothing_is_not_judged_by_its_mode_register() {
+    require_containers();
+    let probe_dir = tempfile::tempdir().unwrap();
+    let source = probe_dir.path().join("probe.c");
+    std::fs::write(
+        &source,
+        r#"#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    long ro = syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY, 04755);
+    long creat = syscall(SYS_openat, AT_FDCWD, "/tmp/setuid", O_CREAT | O_WRONLY, 04755);
+    printf("read-only %s, creating %s\n", ro >= 0 ? "opened" : "refused",
+           creat >= 0 ? "opened" : "refused");
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    let bundle = Bundle::busybox(&["/probe"]);
+    let built = std::process::Command::new("cc")
+        .args(["-static", "-O", "-o"])
+        .arg(bundle.path().join("rootfs/probe"))
+        .arg(&source)
+        .output()
+        .expect("cc (package build-essential)");
+    assert!(
+        built.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let rt = Runtime::new();
+    let id = unique_id("open-mode");
+    let stdout = rt.ok(&["run", "--bundle", bundle.path_str(), &id]);
+    assert_eq!(stdout, "read-only opened, creating refused\n");
+    rt.assert_no_leaks(&id);
+}
