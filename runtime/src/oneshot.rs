@@ -147,7 +147,9 @@ fn unreadable(source: Source, reason: String) -> ConfigErrors {
 /// Runs the request to its end; `cancel` stops it early. `on_start` hears the sandbox's pid
 /// just before its command starts.
 pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i32)) -> Outcome {
+    let _span = tracing::info_span!("oneshot").entered();
     let terminal = request.terminal.take();
+    let read = tracing::info_span!("read_config").entered();
     let (source, text) = match &request.config {
         ConfigInput::File(path) => match std::fs::read_to_string(path) {
             Ok(text) => (Source::File(path.clone()), text),
@@ -162,12 +164,13 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
         },
         ConfigInput::Text { source, text } => (source.clone(), text.clone()),
     };
+    drop(read);
     let options = ParseOptions {
         expect: Expect::OneShot,
         experimental: request.experimental,
         ..ParseOptions::default()
     };
-    let config = match parse(source, &text, options) {
+    let config = match tracing::info_span!("parse").in_scope(|| parse(source, &text, options)) {
         Ok(config) => config,
         Err(errors) => return Outcome::Refused(errors),
     };
@@ -179,7 +182,9 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
         hosts: request.hosts.clone(),
         limits: request.limits,
     };
-    let policy = match resolve(&config, &RealHost, &resolve_options) {
+    let resolved =
+        tracing::info_span!("resolve").in_scope(|| resolve(&config, &RealHost, &resolve_options));
+    let policy = match resolved {
         Ok(policy) => policy,
         Err(errors) => return Outcome::Refused(errors),
     };
@@ -200,8 +205,10 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
             Err(message) => Outcome::SetupFailed(message),
         };
     }
-    sweep_stale(&request.state_root);
-    let bundle = match BundleDir::create(&request.state_root.join("bundles").join(&id)) {
+    tracing::info_span!("sweep_stale").in_scope(|| sweep_stale(&request.state_root));
+    let bundle = tracing::info_span!("create_bundle")
+        .in_scope(|| BundleDir::create(&request.state_root.join("bundles").join(&id)));
+    let bundle = match bundle {
         Ok(bundle) => bundle,
         Err(e) => return Outcome::SetupFailed(format!("container {id}: {e}")),
     };
@@ -277,16 +284,19 @@ fn run_in(
     let setup = |message: String| Outcome::SetupFailed(message);
     let empty_root = bundle.path.join("rootfs");
 
-    let mut sandbox = one_shot(
-        policy,
-        &OneShotOptions {
-            container_id: id,
-            empty_root: &empty_root,
-            host: &RealHost,
-            staging_dir: &bundle.path.join("stage"),
-        },
-    )
-    .map_err(setup)?;
+    let mut sandbox = tracing::info_span!("compile")
+        .in_scope(|| {
+            one_shot(
+                policy,
+                &OneShotOptions {
+                    container_id: id,
+                    empty_root: &empty_root,
+                    host: &RealHost,
+                    staging_dir: &bundle.path.join("stage"),
+                },
+            )
+        })
+        .map_err(setup)?;
     let console =
         match &terminal {
             Some(_) => {
@@ -299,8 +309,8 @@ fn run_in(
             }
             None => None,
         };
-    bundle
-        .populate(&sandbox, policy.identity)
+    tracing::info_span!("write_bundle")
+        .in_scope(|| bundle.populate(&sandbox, policy.identity))
         .map_err(|e| setup(format!("container {id}: writing the bundle: {e}")))?;
 
     let engine = Engine::new(request.state_root.join("state"))
@@ -332,13 +342,18 @@ fn run_in(
         resolver: request.resolver.clone(),
     };
     // Host names are the egress proxy's business here: nothing is resolved in advance.
-    let network_setup = HostNetwork::gather(&policy.network, ResolvedNames::default())
-        .and_then(|host| network::plan(&policy.network, plan_options, &host))
+    let network_setup = tracing::info_span!("network_plan")
+        .in_scope(|| {
+            HostNetwork::gather(&policy.network, ResolvedNames::default())
+                .and_then(|host| network::plan(&policy.network, plan_options, &host))
+        })
         .map_err(|e| setup(network_error(e).to_string()))?;
     let started = Cell::new(false);
     let report = engine.run_to_completion_with(id, &bundle.path, options, cancel, |container| {
         let pid = container.pid();
-        let network = network::apply(pid, &network_setup).map_err(network_error)?;
+        let network = tracing::info_span!("network_apply")
+            .in_scope(|| network::apply(pid, &network_setup))
+            .map_err(network_error)?;
         let relay = match (&console, terminal) {
             (Some(console), Some(terminal)) => {
                 let master = console
@@ -620,6 +635,7 @@ impl BundleDir {
 
 impl Drop for BundleDir {
     fn drop(&mut self) {
+        let _span = tracing::info_span!("remove_bundle").entered();
         let _ = std::fs::remove_dir_all(&self.path);
     }
 }

@@ -111,7 +111,8 @@ impl Engine {
         let bundle = std::path::absolute(bundle)
             .map_err(|e| EngineError::io(format!("resolving bundle {}", bundle.display()), e))?;
         let engine_dir = self.layout.engine_dir(id);
-        let mut effective = spec::prepare(&bundle, id, &self.node, &engine_dir.join("stage"))?;
+        let mut effective = tracing::info_span!("spec_prepare")
+            .in_scope(|| spec::prepare(&bundle, id, &self.node, &engine_dir.join("stage")))?;
         // libcontainer loads seccomp before dropping capabilities only when noNewPrivileges is
         // absent; an explicit `false` makes it load after, without CAP_SYS_ADMIN, and fail.
         // Absent means false (runtime-spec), so say it that way.
@@ -122,8 +123,9 @@ impl Engine {
         }
         // A new user namespace is created here, owned by the identity it maps to, and joined by
         // libcontainer; the child holding it goes once the container's processes are in it.
-        let owned_user_namespace =
-            own_user_namespace(&mut effective.json).map_err(|e| EngineError::Io {
+        let owned_user_namespace = tracing::info_span!("user_namespace")
+            .in_scope(|| own_user_namespace(&mut effective.json))
+            .map_err(|e| EngineError::Io {
                 context: format!("container {id}: creating its user namespace"),
                 source: e,
             })?;
@@ -209,6 +211,7 @@ impl Engine {
         } else {
             engine_dir.as_path()
         };
+        let staging_span = tracing::info_span!("staging").entered();
         let view = BundleView::enter(
             bundle_for_libcontainer,
             &engine_dir,
@@ -218,6 +221,8 @@ impl Engine {
             id: id.to_string(),
             source,
         })?;
+        drop(staging_span);
+        let build = tracing::info_span!("libcontainer_build").entered();
         let (built, logged) = init_errors::recording(|| {
             builder
                 .as_init(view.bundle())
@@ -228,6 +233,7 @@ impl Engine {
         });
         drop(view);
         drop(owned_user_namespace);
+        drop(build);
         let container = built.map_err(|e| EngineError::Libcontainer {
             id: id.to_string(),
             operation: "create",
@@ -255,6 +261,7 @@ impl Engine {
         // create: what must outlive it runs detached, recorded so that delete stops it, and
         // rules in an engine's namespace are recorded so that delete removes them.
         if let Some(plan) = &effective.policy.network {
+            let _span = tracing::info_span!("network").entered();
             let connectivity = if crate::network::engine_provides_network(&effective.json) {
                 Connectivity::EngineProvided
             } else {

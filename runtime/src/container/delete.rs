@@ -46,7 +46,8 @@ impl Engine {
         let oom_kills = cgroup::oom_kills(&record.cgroup_path).unwrap_or(0);
         // Kill first, whatever libcontainer thinks: it removes cgroups only ~100 ms after
         // SIGKILL and gives up on a busy one.
-        self.kill_cgroup_processes(&record, KILL_TIMEOUT, false)?;
+        tracing::info_span!("kill_processes")
+            .in_scope(|| self.kill_cgroup_processes(&record, KILL_TIMEOUT, false))?;
         crate::network::stop_helpers(&record.helpers);
         self.audit_end(&record, oom_kills);
         if let Some((netns, table)) = &record.network_table {
@@ -55,6 +56,7 @@ impl Engine {
         }
 
         let mut problems = Vec::new();
+        let libcontainer_delete = tracing::info_span!("libcontainer_delete").entered();
         if self.layout.container_dir(id).exists() {
             match self.libcontainer(id) {
                 Ok(mut container) => {
@@ -66,7 +68,9 @@ impl Engine {
                 Err(err) => problems.push(err.to_string()),
             }
         }
-        let left = cgroup::remove_dirs(&record.cgroup_path, Duration::from_secs(5));
+        drop(libcontainer_delete);
+        let left = tracing::info_span!("remove_cgroups")
+            .in_scope(|| cgroup::remove_dirs(&record.cgroup_path, Duration::from_secs(5)));
         let _ = std::fs::remove_dir_all(self.layout.container_dir(id));
         let engine_dir = self.layout.engine_dir(id);
         if let Err(err) = std::fs::remove_dir_all(&engine_dir) {

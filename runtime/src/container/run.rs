@@ -122,6 +122,7 @@ impl Engine {
             let Some(pidfd) = container.pidfd() else {
                 return Err(EngineError::ExitStatusLost { id: id.to_string() });
             };
+            let _wait = tracing::info_span!("wait").entered();
             let deadline = timeout.map(|t| Instant::now() + t);
             loop {
                 let wait_ms = match deadline {
@@ -173,7 +174,8 @@ impl Engine {
             }
         })();
         // Read while the container's cgroups still exist.
-        let oom_kills = self.oom_kills(id).unwrap_or(0);
+        let oom_kills =
+            tracing::info_span!("oom_kills").in_scope(|| self.oom_kills(id).unwrap_or(0));
         let deleted = self.delete(id, true);
         if let Some(pidfd) = container.pidfd() {
             // Interrupted or failed half-way: the init died in delete; collect it.

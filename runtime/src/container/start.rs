@@ -25,7 +25,8 @@ impl Engine {
             });
         }
         let mut container = self.libcontainer(id)?;
-        if let Err(e) = container.start() {
+        let started = tracing::info_span!("libcontainer_start").in_scope(|| container.start());
+        if let Err(e) = started {
             let error = EngineError::libcontainer(id, "start", &e);
             self.audit_record(
                 &record,

@@ -93,14 +93,17 @@ impl Logging {
             (None, true) => Some(Sink::Stderr),
             (None, false) => None,
         };
-        if let Some(sink) = sink {
-            let layer = RuncLayer {
+        let layer = sink.map(|sink| {
+            RuncLayer {
                 format: global.log_format,
                 sink,
             }
-            .with_filter(EnvFilter::new(directives));
-            let _ =
-                tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+            .with_filter(EnvFilter::new(directives))
+        });
+        let spans = mxc_runtime::spans::layer();
+        if layer.is_some() || spans.is_some() {
+            let subscriber = tracing_subscriber::registry().with(layer).with(spans);
+            let _ = tracing::subscriber::set_global_default(subscriber);
         }
         Logging {
             format: global.log_format,

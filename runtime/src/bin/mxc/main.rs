@@ -164,13 +164,7 @@ fn main() -> ExitCode {
     // Diagnostics only when asked for (MXC_LOG=debug): stderr belongs to the workload. A
     // reader that stops reading it must not end a run halfway (tracing would report the failed
     // write on stderr, and panic there).
-    if let Ok(filter) = std::env::var("MXC_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .log_internal_errors(false)
-            .init();
-    }
+    init_tracing();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Check(args) => check(args),
@@ -184,6 +178,23 @@ fn main() -> ExitCode {
             eprintln!("mxc: {error:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `MXC_LOG` (diagnostics on stderr) and `MXC_SPANS` (phase times), each only when set.
+fn init_tracing() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let log = std::env::var("MXC_LOG").ok().map(|filter| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .log_internal_errors(false)
+            .with_filter(tracing_subscriber::EnvFilter::new(filter))
+    });
+    let spans = mxc_runtime::spans::layer();
+    if log.is_some() || spans.is_some() {
+        let subscriber = tracing_subscriber::registry().with(log).with(spans);
+        let _ = tracing::subscriber::set_global_default(subscriber);
     }
 }
 
