@@ -30,6 +30,7 @@ use crate::network::{
 };
 use crate::policy::NodeContext;
 use crate::progress;
+use crate::staging::FreshRoot;
 
 /// Where `mxc run` keeps its engine state and per-run bundles.
 pub const STATE_ROOT: &str = "/run/mxc";
@@ -309,6 +310,19 @@ fn run_in(
             }
             None => None,
         };
+    // The host baseline's root is empty but for a few symlinks: it is made fresh for the run,
+    // in memory, so that none of its mount points touch the host's disk.
+    let fresh_root =
+        (sandbox.spec.root().as_ref().map(|r| r.path()) == Some(&empty_root)).then(|| FreshRoot {
+            owner: (policy.identity.uid, policy.identity.gid),
+            symlinks: sandbox
+                .skeleton
+                .drain(..)
+                .map(|entry| match entry {
+                    SkeletonEntry::Symlink { path, target } => (path, target),
+                })
+                .collect(),
+        });
     tracing::info_span!("write_bundle")
         .in_scope(|| bundle.populate(&sandbox, policy.identity))
         .map_err(|e| setup(format!("container {id}: writing the bundle: {e}")))?;
@@ -324,6 +338,7 @@ fn run_in(
             .timeout_ms
             .map(|ms| Duration::from_millis(u64::from(ms))),
         console_socket: console.as_ref().map(|c| c.path()),
+        fresh_root: fresh_root.as_ref(),
     };
     let network_error = |source| EngineError::Network {
         id: id.to_string(),

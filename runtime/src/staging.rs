@@ -107,6 +107,52 @@ impl Drop for PrivateMounts {
     }
 }
 
+/// A root filesystem made for one container: a tmpfs owned by the identity the container's
+/// root maps to, holding a few symlinks (`bin -> usr/bin`). The container's mount points are
+/// made in it instead of on the host's disk, and it goes with the last mount namespace that
+/// holds it: there is nothing to remove afterwards.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FreshRoot {
+    /// The host uid and gid that own the root directory.
+    pub owner: (u32, u32),
+    /// (path relative to the root, target), parents created as needed.
+    pub symlinks: Vec<(PathBuf, PathBuf)>,
+}
+
+impl FreshRoot {
+    /// Mounts it over `root`, which must be a directory. Must run inside [`PrivateMounts`]:
+    /// the host's mount table never sees it.
+    pub fn mount_over(&self, root: &Path) -> Result<(), StagingError> {
+        let what = || format!("a fresh root at {}", root.display());
+        let (uid, gid) = self.owner;
+        let options = CString::new(format!("mode=0755,uid={uid},gid={gid}"))
+            .map_err(|e| io_error(what())(io::Error::other(e)))?;
+        let target = CString::new(root.as_os_str().as_encoded_bytes())
+            .map_err(|e| io_error(what())(io::Error::other(e)))?;
+        // SAFETY: mount(2) with valid NUL-terminated strings.
+        let rc = unsafe {
+            libc::mount(
+                c"tmpfs".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV,
+                options.as_ptr().cast(),
+            )
+        };
+        if rc != 0 {
+            return Err(io_error(what())(io::Error::last_os_error()));
+        }
+        for (path, link_target) in &self.symlinks {
+            let at = root.join(path);
+            if let Some(parent) = at.parent() {
+                std::fs::create_dir_all(parent).map_err(io_error(what()))?;
+            }
+            std::os::unix::fs::symlink(link_target, &at).map_err(io_error(what()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Stages `plan` in `plan.dir` (created, root-only but searchable). Must run inside
 /// [`PrivateMounts`].
 pub fn stage(plan: &StagingPlan) -> Result<(), StagingError> {

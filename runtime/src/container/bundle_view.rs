@@ -19,7 +19,7 @@ use nix::mount::{mount, MsFlags};
 use mxc_translate::compile::staging::StagingPlan;
 
 use crate::record::CONFIG_FILE;
-use crate::staging::{self, PrivateMounts, StagingError};
+use crate::staging::{self, FreshRoot, PrivateMounts, StagingError};
 
 /// This thread in a private mount namespace (when one could be made) until dropped, and the
 /// directory libcontainer should take as the bundle.
@@ -29,16 +29,22 @@ pub(crate) struct BundleView {
 }
 
 impl BundleView {
-    /// Shows the spec in `engine_dir` at `<bundle>/config.json`, and stages `staging`'s
-    /// grants beside it. Grants need the private mount namespace: without one this fails;
-    /// with nothing to stage, its absence only falls back to `engine_dir`.
+    /// Shows the spec in `engine_dir` at `<bundle>/config.json`, mounts `fresh_root` (a root
+    /// made for the container, and the rootfs it goes over) and stages `staging`'s grants
+    /// beside it. Both need the private mount namespace: without one this fails; with
+    /// nothing to mount, its absence only falls back to `engine_dir`.
     pub(crate) fn enter(
         bundle: &Path,
         engine_dir: &Path,
         staging: Option<&StagingPlan>,
+        fresh_root: Option<(&FreshRoot, &Path)>,
     ) -> Result<BundleView, StagingError> {
         let staging = staging.filter(|plan| !plan.is_empty());
-        let view = BundleView::show(bundle, engine_dir, staging.is_some())?;
+        let require_private = staging.is_some() || fresh_root.is_some();
+        let view = BundleView::show(bundle, engine_dir, require_private)?;
+        if let Some((root, rootfs)) = fresh_root {
+            root.mount_over(rootfs)?;
+        }
         if let Some(plan) = staging {
             staging::stage(plan)?;
         }

@@ -16,6 +16,7 @@ use crate::network::{AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptio
 use crate::process::InitProcess;
 use crate::record::{write_atomic, ContainerRecord, Phase, PolicyRecord, CONFIG_FILE};
 use crate::spec;
+use crate::staging::FreshRoot;
 use crate::userns::{IdRange, OwnedUserNamespace};
 
 /// Where the container's stdin, stdout and stderr come from.
@@ -48,6 +49,8 @@ pub struct CreateOptions {
     pub preserve_fds: i32,
     /// The workload is SIGKILLed when the creating process dies (`mxc run`).
     pub die_with_caller: bool,
+    /// Mount a root made for this container over the bundle's (empty) root (`mxc run`).
+    pub fresh_root: Option<FreshRoot>,
 }
 
 impl Engine {
@@ -205,7 +208,8 @@ impl Engine {
         // mount namespace of this thread that the container's own is copied from; the thread
         // leaves it as soon as the container exists. Hooks and libcontainer's state name the
         // caller's bundle; without a mount namespace of its own the container would live in
-        // that private one, so it gets the engine's directory.
+        // that private one, so it gets the engine's directory. A root made for the container
+        // (`mxc run`) is mounted there too.
         let bundle_for_libcontainer = if effective.private_mount_namespace {
             bundle.as_path()
         } else {
@@ -216,6 +220,10 @@ impl Engine {
             bundle_for_libcontainer,
             &engine_dir,
             Some(&effective.staging),
+            options
+                .fresh_root
+                .as_ref()
+                .map(|root| (root, effective.rootfs.as_path())),
         )
         .map_err(|source| EngineError::Staging {
             id: id.to_string(),

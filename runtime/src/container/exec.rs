@@ -168,7 +168,7 @@ impl Engine {
             let builder = builder.validate_id().map_err(|e| lc(&e))?;
             // libcontainer reads the container's spec from the bundle it was created with.
             let bundle = self.libcontainer(id)?.bundle().clone();
-            let view = BundleView::enter(&bundle, &engine_dir, None).map_err(|source| {
+            let view = BundleView::enter(&bundle, &engine_dir, None, None).map_err(|source| {
                 EngineError::Staging {
                     id: id.to_string(),
                     source,

@@ -11,6 +11,7 @@ use tracing::instrument;
 use super::{Container, CreateOptions, Engine};
 use crate::error::EngineError;
 use crate::process::ExitStatus;
+use crate::staging::FreshRoot;
 
 /// How a one-shot container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct RunOptions<'a> {
     pub timeout: Option<Duration>,
     /// The console socket that receives the pty master of a `process.terminal` container.
     pub console_socket: Option<&'a Path>,
+    /// A root made for this run alone, mounted over the bundle's empty root.
+    pub fresh_root: Option<&'a FreshRoot>,
 }
 
 impl Engine {
@@ -109,6 +112,7 @@ impl Engine {
         let options = CreateOptions {
             die_with_caller: self.bound_to_caller,
             console_socket: options.console_socket.map(Path::to_path_buf),
+            fresh_root: options.fresh_root.cloned(),
             ..CreateOptions::default()
         };
         let container = self.create(id, bundle, options)?;
