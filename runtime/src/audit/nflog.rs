@@ -8,8 +8,6 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload};
@@ -28,7 +26,8 @@ const COPY_RANGE: u32 = 256;
 /// A listener recording the denials of one network namespace until it is dropped.
 #[derive(Debug)]
 pub struct DenialListener {
-    stop: Arc<AtomicBool>,
+    /// Closed to stop the listener: its thread wakes at once, drains what is queued and leaves.
+    stop: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -41,11 +40,20 @@ impl DenialListener {
         group: u16,
     ) -> Result<DenialListener, NetworkError> {
         let socket = netns::in_netns(pid, move || bind(group))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || listen(socket, flag, audit));
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 fills two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(NetworkError::io(
+                "creating the denial listener's stop pipe",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: both descriptors were just created and are owned here.
+        let (stop_read, stop) =
+            unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        let thread = std::thread::spawn(move || listen(socket, stop_read, audit));
         Ok(DenialListener {
-            stop,
+            stop: Some(stop),
             thread: Some(thread),
         })
     }
@@ -53,7 +61,7 @@ impl DenialListener {
 
 impl Drop for DenialListener {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop = None;
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -69,9 +77,6 @@ fn bind(group: u16) -> std::io::Result<Socket> {
     // Deliver each packet at once instead of batching for up to a second: the record of the
     // last denial before the workload exits must not be lost.
     configure(&socket, group, ConfigNla::QThresh(1))?;
-    // A receive timeout lets the listener notice when it should stop.
-    let timeout = nix::sys::time::TimeVal::new(0, 200_000);
-    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::ReceiveTimeout, &timeout)?;
     Ok(socket)
 }
 
@@ -98,13 +103,35 @@ fn configure(socket: &Socket, group: u16, attribute: ConfigNla) -> std::io::Resu
     }
 }
 
-fn listen(socket: Socket, stop: Arc<AtomicBool>, audit: ContainerAudit) {
+/// Records denials until `stop` reports its other end closed; then drains what is queued,
+/// without waiting, and returns.
+fn listen(socket: Socket, stop: OwnedFd, audit: ContainerAudit) {
     let mut buf = vec![0u8; 65536];
+    let mut stopping = false;
     loop {
-        let stopping = stop.load(Ordering::Relaxed);
-        // Once asked to stop, drain what is queued without waiting, then leave.
-        let flags = if stopping { libc::MSG_DONTWAIT } else { 0 };
-        let n = match socket.recv(&mut &mut buf[..], flags) {
+        if !stopping {
+            let mut fds = [
+                libc::pollfd {
+                    fd: socket.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: stop.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: two valid pollfds.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                stopping = true;
+            }
+            stopping |= fds[1].revents != 0;
+        }
+        let n = match socket.recv(&mut &mut buf[..], libc::MSG_DONTWAIT) {
             Ok(n) if n > 0 => n,
             _ if stopping => break,
             _ => continue,
