@@ -234,12 +234,8 @@ fn packet(
 
 /// Starts the denial listener as a detached helper process: it binds the listener in the
 /// container's namespace, says so on stdout, and records denials until the container's init
-/// exits.
-pub fn spawn_detached(
-    pid: i32,
-    target: &AuditTarget,
-) -> Result<crate::process::InitProcess, NetworkError> {
-    use std::io::BufRead;
+/// exits. [`StartingListener::ready`] waits until it is bound.
+pub fn spawn_detached(pid: i32, target: &AuditTarget) -> Result<StartingListener, NetworkError> {
     use std::os::unix::process::CommandExt;
     let mut command = crate::helper::Helper::AuditListen {
         pid,
@@ -261,27 +257,62 @@ pub fn spawn_detached(
             Ok(())
         });
     }
-    let mut child = command
+    let child = command
         .spawn()
         .map_err(|e| NetworkError::io("starting the denial listener", e))?;
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    }
-    let process = crate::process::InitProcess::capture(child.id() as i32);
-    match (line.trim() == "ready", process) {
-        (true, Some(process)) => Ok(process),
-        _ => {
-            let _ = child.kill();
-            let mut why = String::new();
-            if let Some(mut stderr) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
-            }
-            let _ = child.wait();
-            Err(NetworkError::io(
+    Ok(StartingListener { child: Some(child) })
+}
+
+/// A detached denial listener that has not said it is bound yet; dropped before then, it is
+/// killed.
+#[derive(Debug)]
+pub struct StartingListener {
+    child: Option<std::process::Child>,
+}
+
+impl StartingListener {
+    /// Waits until the listener is bound, and returns the process the container's record
+    /// keeps (delete stops it).
+    pub fn ready(mut self) -> Result<crate::process::InitProcess, NetworkError> {
+        use std::io::BufRead;
+        let Some(mut child) = self.child.take() else {
+            return Err(NetworkError::io(
                 "starting the denial listener",
-                std::io::Error::other(format!("it did not start: {} {}", line.trim(), why.trim())),
-            ))
+                std::io::Error::other("it was already waited for"),
+            ));
+        };
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+        }
+        let process = crate::process::InitProcess::capture(child.id() as i32);
+        match (line.trim() == "ready", process) {
+            (true, Some(process)) => Ok(process),
+            _ => {
+                let _ = child.kill();
+                let mut why = String::new();
+                if let Some(mut stderr) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
+                }
+                let _ = child.wait();
+                Err(NetworkError::io(
+                    "starting the denial listener",
+                    std::io::Error::other(format!(
+                        "it did not start: {} {}",
+                        line.trim(),
+                        why.trim()
+                    )),
+                ))
+            }
+        }
+    }
+}
+
+impl Drop for StartingListener {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

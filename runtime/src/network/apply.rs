@@ -33,6 +33,14 @@ enum Running {
 /// Applies `setup` to the container whose init process is `pid` (created, not started). On an
 /// error, whatever was started is stopped again.
 pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, NetworkError> {
+    // The services that are processes of their own (the userspace stack, a detached denial
+    // listener) start first and set themselves up while the rules go in; each is waited for in
+    // its turn. The workload starts only after all of it.
+    let mut early: Vec<Option<Early>> = setup
+        .services
+        .iter()
+        .map(|service| early(pid, service, setup.lifetime))
+        .collect::<Result<_, _>>()?;
     if setup.loopback_up {
         bring_up_loopback(pid)?;
     }
@@ -40,12 +48,37 @@ pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, Networ
         install_rules(pid, &rules.text)?;
     }
     let mut attachment = NetworkAttachment::default();
-    for service in &setup.services {
-        attachment
-            .running
-            .push(start(pid, service, setup.lifetime)?);
+    for (service, early) in setup.services.iter().zip(early.iter_mut()) {
+        let running = match early.take() {
+            Some(Early::Stack(slirp)) => Running::Stack(slirp.ready()?),
+            Some(Early::DetachedStack(slirp)) => Running::Detached(slirp.ready()?.record()?),
+            Some(Early::DetachedListener(listener)) => Running::Detached(listener.ready()?),
+            None => start(pid, service, setup.lifetime)?,
+        };
+        attachment.running.push(running);
     }
     Ok(attachment)
+}
+
+/// A service's process, started and not yet waited for.
+enum Early {
+    Stack(slirp::Starting<Slirp>),
+    DetachedStack(slirp::Starting<slirp::Detached>),
+    DetachedListener(nflog::StartingListener),
+}
+
+/// Starts `service` now if it is a process of its own that can set itself up meanwhile.
+fn early(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Option<Early>, NetworkError> {
+    Ok(match (service, lifetime) {
+        (Service::UserspaceStack, Lifetime::Caller) => Some(Early::Stack(Slirp::spawn(pid)?)),
+        (Service::UserspaceStack, Lifetime::Container) => {
+            Some(Early::DetachedStack(slirp::spawn_detached(pid)?))
+        }
+        (Service::DenialLog(target), Lifetime::Container) => {
+            Some(Early::DetachedListener(nflog::spawn_detached(pid, target)?))
+        }
+        _ => None,
+    })
 }
 
 fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, NetworkError> {
@@ -82,7 +115,7 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, Net
             DenialListener::start(pid, target.audit.clone(), target.group)?,
         ),
         (Service::DenialLog(target), Lifetime::Container) => {
-            Running::Detached(nflog::spawn_detached(pid, target)?)
+            Running::Detached(nflog::spawn_detached(pid, target)?.ready()?)
         }
         (Service::ProxyRelay { listen, target }, Lifetime::Caller) => {
             Running::Relay(Relay::start(pid, *listen, *target)?)
@@ -92,7 +125,7 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, Net
         }
         (Service::UserspaceStack, Lifetime::Caller) => Running::Stack(Slirp::start(pid)?),
         (Service::UserspaceStack, Lifetime::Container) => {
-            Running::Detached(slirp::spawn_detached(pid)?)
+            Running::Detached(slirp::spawn_detached(pid)?.ready()?.record()?)
         }
     })
 }

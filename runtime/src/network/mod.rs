@@ -269,19 +269,21 @@ pub struct AuditTarget {
 /// moment to finish (the denial listener drains its queue once the container is gone), then
 /// SIGKILL.
 pub fn stop_helpers(helpers: &[crate::process::InitProcess]) {
-    use crate::process::Liveness;
-    let alive = |h: &crate::process::InitProcess| h.liveness() == Liveness::Alive;
-    for helper in helpers.iter().filter(|h| alive(h)) {
-        // SAFETY: signalling a process whose pid and start time we recorded.
-        unsafe { libc::kill(helper.pid, libc::SIGTERM) };
+    // Each pidfd is opened while its process is known to be the recorded one: the signals and
+    // the wait reach that process alone, and the wait ends the moment it exits.
+    let running: Vec<_> = helpers
+        .iter()
+        .filter_map(crate::process::InitProcess::open_pidfd)
+        .collect();
+    for helper in &running {
+        let _ = helper.send_signal(libc::SIGTERM);
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
-    while helpers.iter().any(alive) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    for helper in helpers.iter().filter(|h| alive(h)) {
-        // SAFETY: as above.
-        unsafe { libc::kill(helper.pid, libc::SIGKILL) };
+    for helper in &running {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if !helper.wait_exit(Some(left)).unwrap_or(false) {
+            let _ = helper.send_signal(libc::SIGKILL);
+        }
     }
 }
 

@@ -111,9 +111,9 @@ fn wait_ready(ready_read: OwnedFd) -> bool {
 }
 
 impl Slirp {
-    /// Starts slirp4netns for the network namespace of `pid` and waits until it has configured
-    /// the interface.
-    pub fn start(pid: i32) -> Result<Slirp, NetworkError> {
+    /// Starts slirp4netns for the network namespace of `pid`; [`Starting::ready`] waits until
+    /// it has configured the interface, so that other set-up can go on meanwhile.
+    pub fn spawn(pid: i32) -> Result<Starting<Slirp>, NetworkError> {
         let (ready_read, ready_write) = pipe()?;
         let (exit_read, exit_write) = pipe()?;
         let mut command = command(pid, true)?;
@@ -135,16 +135,27 @@ impl Slirp {
             .map_err(|e| NetworkError::Slirp(format!("cannot start slirp4netns: {e}")))?;
         drop(ready_write);
         drop(exit_read);
-        let mut slirp = Slirp {
-            child,
-            exit: Some(exit_write),
-        };
+        Ok(Starting {
+            running: Some(Slirp {
+                child,
+                exit: Some(exit_write),
+            }),
+            ready: Some(ready_read),
+        })
+    }
 
+    /// Starts slirp4netns for the network namespace of `pid` and waits until it has configured
+    /// the interface.
+    pub fn start(pid: i32) -> Result<Slirp, NetworkError> {
+        Slirp::spawn(pid)?.ready()
+    }
+
+    fn configured(mut self, ready_read: OwnedFd) -> Result<Slirp, NetworkError> {
         let ready = wait_ready(ready_read);
         if !ready {
             let mut log = String::new();
-            slirp.stop_inner();
-            if let Some(mut stderr) = slirp.child.stderr.take() {
+            self.stop_inner();
+            if let Some(mut stderr) = self.child.stderr.take() {
                 let _ = stderr.read_to_string(&mut log);
             }
             return Err(NetworkError::Slirp(format!(
@@ -153,13 +164,13 @@ impl Slirp {
             )));
         }
         // Keep its stderr drained so that it can never block on a full pipe.
-        if let Some(mut stderr) = slirp.child.stderr.take() {
+        if let Some(mut stderr) = self.child.stderr.take() {
             std::thread::spawn(move || {
                 let mut sink = [0u8; 4096];
                 while matches!(stderr.read(&mut sink), Ok(n) if n > 0) {}
             });
         }
-        Ok(slirp)
+        Ok(self)
     }
 
     fn stop_inner(&mut self) {
@@ -182,9 +193,73 @@ fn same_namespace(a: &str, b: &str) -> bool {
     }
 }
 
-/// Starts slirp4netns in its own session, not tied to this process, and returns it once the
-/// namespace is configured (the caller records it; delete stops it).
-pub fn spawn_detached(pid: i32) -> Result<crate::process::InitProcess, NetworkError> {
+/// slirp4netns started, configuring a namespace: [`Starting::ready`] waits until it has. Dropped
+/// before that, it is killed.
+#[derive(Debug)]
+pub struct Starting<T: Stack> {
+    running: Option<T>,
+    ready: Option<OwnedFd>,
+}
+
+/// A slirp4netns process, beside the caller ([`Slirp`]) or detached from it.
+pub trait Stack: Sized {
+    /// Waits for its readiness byte on `ready`; on failure it is stopped.
+    fn configured(self, ready: OwnedFd) -> Result<Self, NetworkError>;
+    fn kill(self);
+}
+
+impl Stack for Slirp {
+    fn configured(self, ready: OwnedFd) -> Result<Slirp, NetworkError> {
+        Slirp::configured(self, ready)
+    }
+    fn kill(self) {
+        self.stop();
+    }
+}
+
+/// slirp4netns in a session of its own, not tied to the process that started it.
+#[derive(Debug)]
+pub struct Detached(Child);
+
+impl Stack for Detached {
+    fn configured(self, ready: OwnedFd) -> Result<Detached, NetworkError> {
+        if wait_ready(ready) {
+            return Ok(self);
+        }
+        self.kill();
+        Err(NetworkError::Slirp(
+            "the namespace was not configured".into(),
+        ))
+    }
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl<T: Stack> Starting<T> {
+    /// Waits until the namespace is configured.
+    pub fn ready(mut self) -> Result<T, NetworkError> {
+        let (Some(running), Some(ready)) = (self.running.take(), self.ready.take()) else {
+            return Err(NetworkError::Slirp(
+                "slirp4netns was already waited for".into(),
+            ));
+        };
+        running.configured(ready)
+    }
+}
+
+impl<T: Stack> Drop for Starting<T> {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.kill();
+        }
+    }
+}
+
+/// Starts slirp4netns in its own session, not tied to this process; once [`Starting::ready`],
+/// [`Detached::record`] says what the caller records (delete stops it).
+pub fn spawn_detached(pid: i32) -> Result<Starting<Detached>, NetworkError> {
     let (ready_read, ready_write) = pipe()?;
     let mut command = command(pid, false)?;
     command.stderr(Stdio::null());
@@ -200,20 +275,27 @@ pub fn spawn_detached(pid: i32) -> Result<crate::process::InitProcess, NetworkEr
             Ok(())
         });
     }
-    let mut child = command
+    let child = command
         .spawn()
         .map_err(|e| NetworkError::Slirp(format!("cannot start slirp4netns: {e}")))?;
     drop(ready_write);
-    let ready = wait_ready(ready_read);
-    let process = crate::process::InitProcess::capture(child.id() as i32);
-    match (ready, process) {
-        (true, Some(process)) => Ok(process),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(NetworkError::Slirp(
-                "the namespace was not configured".into(),
-            ))
+    Ok(Starting {
+        running: Some(Detached(child)),
+        ready: Some(ready_read),
+    })
+}
+
+impl Detached {
+    /// The process as the container's record keeps it.
+    pub fn record(self) -> Result<crate::process::InitProcess, NetworkError> {
+        match crate::process::InitProcess::capture(self.0.id() as i32) {
+            Some(process) => Ok(process),
+            None => {
+                self.kill();
+                Err(NetworkError::Slirp(
+                    "the namespace was not configured".into(),
+                ))
+            }
         }
     }
 }
