@@ -38,3 +38,4 @@ pub use error::EngineError;
 pub use process::ExitStatus;
 pub use record::Status;
 pub use signal::Signal;
+pub use staging::FreshRoot;
