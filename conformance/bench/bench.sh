@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Benchmarks, measured side by side in one run on this machine; prints medians and ratios.
-# Not part of the tests. Usage: conformance/bench/bench.sh [runtime|oneshot|network|egress|sdk|all]
+# Not part of the tests. Usage:
+#   conformance/bench/bench.sh [table|scaling|soak|phases|runtime|oneshot|network|egress|sdk|all]
 #
+#   table    the start-time table: `mxc run` vs MXC's own lxc-exec and bare bwrap, `mxc-runtime
+#            run` vs crun and runc, network set-up, per deniedPaths/readonlyPaths entry, the audit
+#            listener of `mxc run` and of `mxc-runtime` with a network policy, and (unless
+#            BENCH_SHIM=0) the shim vs containerd's runc v2 shim through `ctr run --rm`
+#   scaling  start time for 0/10/100/1000 readonlyPaths and deniedPaths entries and 0/50/500
+#            egress rules: `mxc run` vs MXC's lxc-exec
+#   soak     BENCH_SOAK (default 1000) `mxc run` and `mxc-runtime` create/start/delete cycles:
+#            host mounts, cgroups, network namespaces, processes and fds before and after, and
+#            p50/p99 of the first and last hundred
+#   phases   where the time of one start goes, per phase (MXC_SPANS), for `mxc run` and
+#            `mxc-runtime run`; see conformance/bench/README.md
 #   runtime  create+start+wait+delete of a busybox bundle: mxc-runtime vs runc vs crun
 #   oneshot  `mxc run` of a trivial config vs bwrap with the equivalent flags
 #   network  added start latency of 50 rules vs none; TCP connect latency and throughput to a
@@ -54,6 +66,293 @@ c["process"]["args"] = ["/bin/true"]
 json.dump(c, open("config.json", "w"), indent=1)
 PY
   )
+}
+
+# hyperfine NAME CMD...: every command interleaved-warm, $runs runs each, into $work/NAME.json
+measure() {
+  local name="$1"; shift
+  if ! hyperfine -N --warmup 3 --runs "$runs" --style none --export-json "$work/$name.json" "$@" \
+    >/dev/null 2>"$work/$name.err"; then
+    echo "bench: $name failed:" >&2; grep -v -e Warning -e '^ *$' "$work/$name.err" >&2
+    for cmd in "$@"; do $cmd >/dev/null || { echo "bench: failing command: $cmd" >&2; break; }; done
+    exit 1
+  fi
+}
+ms() { median "$work/$1.json" "$2"; }
+sub() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) - float(sys.argv[2])))" "$1" "$2"; }
+per() { python3 -c "import sys; print('%.3f' % ((float(sys.argv[1]) - float(sys.argv[2])) / float(sys.argv[3])))" "$1" "$2" "$3"; }
+
+# MXC's own Linux executor, as the SDK (1.0.1) ships it: the SDK tests' install keeps it aside.
+mxc_lxc_exec() {
+  local sdk="${MXC_SDK_DIR:-$root/target/mxc-sdk}" arch=x64
+  [ "$(uname -m)" = aarch64 ] && arch=arm64
+  ./conformance/sdk/setup.sh "$sdk" >/dev/null
+  echo "$sdk/mxc-reference/$arch/lxc-exec"
+}
+
+# bwrap with MXC's baseline: the host's system directories read-only, private everything.
+bwrap_baseline() {
+  local binds=()
+  for d in /usr/bin /usr/sbin /usr/lib /usr/lib32 /usr/lib64 /usr/libexec /usr/share /etc /run/systemd/resolve; do
+    [ -e "$d" ] && binds+=(--ro-bind "$d" "$d")
+  done
+  for l in bin sbin lib lib32 lib64; do
+    [ -L "/$l" ] && binds+=(--symlink "$(readlink "/$l")" "/$l")
+  done
+  echo "bwrap --unshare-all --die-with-parent --new-session --clearenv ${binds[*]} --proc /proc --dev /dev --tmpfs /tmp --chdir / /bin/sh -c true"
+}
+
+# config NAME VERSION [EXTRA-JSON]: $work/NAME.json running `true`, EXTRA merged at the top level.
+config() {
+  python3 - "$work/$1.json" "$2" "${3:-{\}}" <<'PY'
+import json, sys
+c = {"version": sys.argv[2], "process": {"commandLine": "true"}}
+c.update(json.loads(sys.argv[3]))
+json.dump(c, open(sys.argv[1], "w"))
+PY
+}
+
+# N files (the sandbox identity can reach them) under $work/paths, as a JSON list.
+paths_json() {
+  mkdir -p "$work/paths"
+  python3 - "$work/paths" "$1" <<'PY'
+import json, os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+out = []
+for i in range(n):
+    p = os.path.join(d, "f%d" % i)
+    if not os.path.exists(p):
+        open(p, "w").close()
+    out.append(p)
+print(json.dumps(out))
+PY
+}
+
+# One egress allow rule to a test-range address that nothing sends to.
+one_rule='{"network": {"egress": {"default": "deny", "allow": [{"to": [{"cidr": "198.18.250.2/32"}], "ports": [{"protocol": "tcp", "port": 9000}]}]}}}'
+
+# rules N: N allow rules, each to its own /24 of the test range.
+rules_json() {
+  python3 - "$1" <<'PY'
+import json, sys
+n = int(sys.argv[1])
+rules = [{"to": [{"cidr": "198.%d.%d.0/24" % (18 + i // 256, i % 256)}], "ports": [{"protocol": "tcp", "port": 1000 + i % 60000}]} for i in range(n)]
+print(json.dumps({"network": {"egress": {"default": "deny", "allow": rules}}}) if n else "{}")
+PY
+}
+
+bench_table() {
+  local lxc bw rows="$work/rows.tsv"
+  lxc=$(mxc_lxc_exec)
+  bw=$(bwrap_baseline)
+  chmod 0755 "$work"
+  : > "$rows"
+  row() { printf '%s\t%s\t%s\t%s\n' "$@" >> "$rows"; }
+
+  # A trivial config: mxc run, MXC's lxc-exec (the same config at 1.0.0), bare bwrap.
+  config true 0.8.0-alpha; config true1 1.0.0
+  measure trivial "mxc run $work/true.json" "$lxc --config $work/true1.json" "$bw"
+  local mxc_t lxc_t bw_t
+  mxc_t=$(ms trivial 0); lxc_t=$(ms trivial 1); bw_t=$(ms trivial 2)
+  row "mxc run, trivial config (ms)" "$mxc_t" "MXC lxc-exec $lxc_t" "$(ratio "$mxc_t" "$lxc_t")"
+  row "same" "$mxc_t" "bare bwrap $bw_t" "$(ratio "$mxc_t" "$bw_t")"
+
+  # mxc-runtime run of a busybox bundle vs crun and runc.
+  local bundle="$work/bundle"
+  busybox_bundle "$bundle"
+  local cmds=() r
+  for r in mxc-runtime crun runc; do
+    mkdir -p "$work/root-$r"
+    cmds+=("$r --root $work/root-$r run --bundle $bundle bench")
+  done
+  measure runtime "${cmds[@]}"
+  local rt crun runc
+  rt=$(ms runtime 0); crun=$(ms runtime 1); runc=$(ms runtime 2)
+  row "mxc-runtime run, busybox bundle (ms)" "$rt" "crun $crun" "$(ratio "$rt" "$crun")"
+  row "same" "$rt" "runc $runc" "$(ratio "$rt" "$runc")"
+
+  # Network set-up: one allow rule vs none, both sides.
+  config net0 0.8.0-alpha; config net1 0.8.0-alpha "$one_rule"
+  config lnet0 1.0.0; config lnet1 1.0.0 "$one_rule"
+  measure net "mxc run $work/net0.json" "mxc run $work/net1.json" \
+    "$lxc --config $work/lnet0.json" "$lxc --config $work/lnet1.json"
+  local net_mxc net_lxc
+  net_mxc=$(sub "$(ms net 1)" "$(ms net 0)"); net_lxc=$(sub "$(ms net 3)" "$(ms net 2)")
+  row "network set-up, one allow rule vs none (added ms)" "$net_mxc" "MXC lxc-exec $net_lxc" "$(ratio "$net_mxc" "$net_lxc")"
+
+  # Per deniedPaths and readonlyPaths entry: 100 entries vs none.
+  local list
+  list=$(paths_json 100)
+  config d100 0.8.0-alpha "{\"filesystem\": {\"deniedPaths\": $list}}"
+  config ld100 1.0.0 "{\"filesystem\": {\"deniedPaths\": $list}}"
+  config r100 0.8.0-alpha "{\"filesystem\": {\"readonlyPaths\": $list}}"
+  config lr100 1.0.0 "{\"filesystem\": {\"readonlyPaths\": $list}}"
+  measure entries "mxc run $work/true.json" "mxc run $work/d100.json" "mxc run $work/r100.json" \
+    "$lxc --config $work/true1.json" "$lxc --config $work/ld100.json" "$lxc --config $work/lr100.json"
+  local d_mxc d_lxc r_mxc r_lxc
+  d_mxc=$(per "$(ms entries 1)" "$(ms entries 0)" 100); r_mxc=$(per "$(ms entries 2)" "$(ms entries 0)" 100)
+  d_lxc=$(per "$(ms entries 4)" "$(ms entries 3)" 100); r_lxc=$(per "$(ms entries 5)" "$(ms entries 3)" 100)
+  row "per deniedPaths entry, at 100 (ms)" "$d_mxc" "MXC lxc-exec $d_lxc" "$(ratio "$d_mxc" "$d_lxc")"
+  row "per readonlyPaths entry, at 100 (ms)" "$r_mxc" "MXC lxc-exec $r_lxc" "$(ratio "$r_mxc" "$r_lxc")"
+
+  # The audit listener: mxc run --audit-log with an egress rule vs the same without the log.
+  measure audit "mxc run $work/net1.json" "mxc run --audit-log $work/audit.jsonl $work/net1.json"
+  local audit_mxc
+  audit_mxc=$(sub "$(ms audit 1)" "$(ms audit 0)")
+  row "mxc run --audit-log, one egress rule (added ms)" "$audit_mxc" "" ""
+
+  # mxc-runtime with a network policy (rules, the userspace stack and the per-container denial
+  # listener, auditing to the node's log) vs the same bundle without one.
+  local nbundle="$work/netbundle" policy
+  busybox_bundle "$nbundle"
+  policy=$(python3 -c "import json,sys; c=json.loads(sys.argv[1]); c['version']='0.8.0-alpha'; print(json.dumps(json.dumps(c)))" "$one_rule")
+  python3 - "$nbundle/config.json" "$policy" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.setdefault("annotations", {})["io.mxc.config"] = json.loads(sys.argv[2])
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  printf 'audit_log = "%s"\n[ceiling]\negress = ["198.18.0.0/15"]\n' "$work/runtime-audit.jsonl" > "$work/node.toml"
+  mkdir -p "$work/root-net"
+  measure rtnet "mxc-runtime --config $work/node.toml --root $work/root-net run --bundle $bundle bench" \
+    "mxc-runtime --config $work/node.toml --root $work/root-net run --bundle $nbundle bench"
+  local rtnet
+  rtnet=$(sub "$(ms rtnet 1)" "$(ms rtnet 0)")
+  row "mxc-runtime run with a network policy and the audit log (added ms)" "$rtnet" "" ""
+
+  if [ "${BENCH_SHIM:-1}" != 0 ]; then
+    local out shim runc2
+    out=$(BENCH_CONTAINERS=1 BENCH_RUNS="$runs" ./conformance/bench/shim.sh 2>/dev/null | grep -A2 '^ctr run')
+    shim=$(echo "$out" | awk '$1 == "mxc" {print $2}'); runc2=$(echo "$out" | awk '$1 == "runc" {print $2}')
+    row "shim, ctr run --rm busybox true (ms)" "$shim" "runc v2 shim $runc2" "$(ratio "$shim" "$runc2")"
+  fi
+
+  echo "start times, medians of $runs runs, each group interleaved in one hyperfine run"
+  echo "(load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+  echo
+  python3 - "$rows" <<'PY'
+import sys
+print("| measure | mxc-oci | anchor | ratio |")
+print("|---|---|---|---|")
+for line in open(sys.argv[1]):
+    print("| " + " | ".join(line.rstrip("\n").split("\t")) + " |")
+PY
+}
+
+bench_scaling() {
+  local lxc n kind
+  lxc=$(mxc_lxc_exec)
+  chmod 0755 "$work"
+  echo "scaling: median start time in ms ($runs runs each, mxc run and MXC's lxc-exec interleaved)"
+  for kind in readonlyPaths deniedPaths; do
+    local cmds=() sizes=(0 10 100 1000)
+    for n in "${sizes[@]}"; do
+      local list
+      list=$(paths_json "$n")
+      config "s-$kind-$n" 0.8.0-alpha "{\"filesystem\": {\"$kind\": $list}}"
+      config "ls-$kind-$n" 1.0.0 "{\"filesystem\": {\"$kind\": $list}}"
+      cmds+=("mxc run $work/s-$kind-$n.json" "$lxc --config $work/ls-$kind-$n.json")
+    done
+    measure "scale-$kind" "${cmds[@]}"
+    local i=0
+    for n in "${sizes[@]}"; do
+      printf '  %-14s %5d entries: mxc run %8s   lxc-exec %8s   ratio %s\n' "$kind" "$n" \
+        "$(ms "scale-$kind" $i)" "$(ms "scale-$kind" $((i + 1)))" "$(ratio "$(ms "scale-$kind" $i)" "$(ms "scale-$kind" $((i + 1)))")"
+      i=$((i + 2))
+    done
+  done
+  local cmds=()
+  for n in 0 50 500; do
+    local rules
+    rules=$(rules_json "$n")
+    config "s-rules-$n" 0.8.0-alpha "$rules"; config "ls-rules-$n" 1.0.0 "$rules"
+    cmds+=("mxc run $work/s-rules-$n.json" "$lxc --config $work/ls-rules-$n.json")
+  done
+  measure scale-rules "${cmds[@]}"
+  local i=0
+  for n in 0 50 500; do
+    printf '  %-14s %5d rules:   mxc run %8s   lxc-exec %8s   ratio %s\n' "egress" "$n" \
+      "$(ms scale-rules $i)" "$(ms scale-rules $((i + 1)))" "$(ratio "$(ms scale-rules $i)" "$(ms scale-rules $((i + 1)))")"
+    i=$((i + 2))
+  done
+}
+
+# What the host holds that a run could leak: mounts, cgroup directories, network namespaces,
+# processes, and this shell's open descriptors.
+host_snapshot() {
+  echo "mounts $(wc -l < /proc/self/mountinfo)"
+  echo "cgroups $(find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | wc -l)"
+  echo "netns $(ip netns list | wc -l) $(find /proc/[0-9]*/ns/net -maxdepth 0 -printf '%l\n' 2>/dev/null | sort -u | wc -l)"
+  echo "processes $(ls -d /proc/[0-9]* | wc -l)"
+  echo "fds $(ls /proc/$$/fd | wc -l)"
+}
+
+bench_soak() {
+  local n="${BENCH_SOAK:-1000}" bundle="$work/bundle"
+  config true 0.8.0-alpha
+  busybox_bundle "$bundle"
+  mkdir -p "$work/root-soak"
+  host_snapshot > "$work/before.txt"
+  python3 - "$n" "$work/true.json" "$bundle" "$work/root-soak" <<'PY'
+import statistics, subprocess, sys, time
+n, config, bundle, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+def timed(args):
+    t = time.perf_counter()
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - t) * 1000
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(len(v) * p))]
+for name, cycle in [
+    ("mxc run", lambda i: timed(["mxc", "run", config])),
+    ("mxc-runtime create/start/delete", lambda i: sum(timed(a) for a in (
+        ["mxc-runtime", "--root", root, "create", "--bundle", bundle, "soak%d" % i],
+        ["mxc-runtime", "--root", root, "start", "soak%d" % i],
+        ["sh", "-c", "while mxc-runtime --root %s state soak%d 2>/dev/null | grep -q running; do :; done" % (root, i)],
+        ["mxc-runtime", "--root", root, "delete", "soak%d" % i])))]:
+    times = [cycle(i) for i in range(n)]
+    first, last = times[:100], times[-100:]
+    print("soak: %s, %d cycles: first hundred p50 %.1f p99 %.1f ms; last hundred p50 %.1f p99 %.1f ms"
+          % (name, n, pct(first, .5), pct(first, .99), pct(last, .5), pct(last, .99)))
+PY
+  host_snapshot > "$work/after.txt"
+  if diff "$work/before.txt" "$work/after.txt" >/dev/null; then
+    echo "soak: host unchanged: $(paste -sd, "$work/after.txt")"
+  else
+    echo "soak: the host changed (before / after):"; diff "$work/before.txt" "$work/after.txt" || true
+  fi
+}
+
+# Where one start's time goes: each phase's span (MXC_SPANS), median over $runs runs.
+bench_phases() {
+  local bundle="$work/bundle"
+  config true 0.8.0-alpha
+  busybox_bundle "$bundle"
+  mkdir -p "$work/root-phases"
+  local i
+  for i in $(seq "$runs"); do
+    MXC_SPANS="$work/oneshot.spans" mxc run "$work/true.json"
+    MXC_SPANS="$work/runtime.spans" mxc-runtime --root "$work/root-phases" run --bundle "$bundle" phases >/dev/null
+  done
+  python3 - "$work/oneshot.spans" "$work/runtime.spans" "$runs" <<'PY'
+import collections, json, statistics, sys
+runs = int(sys.argv[3])
+for title, path in (("mxc run (trivial config)", sys.argv[1]), ("mxc-runtime run (busybox bundle)", sys.argv[2])):
+    spans, starts = collections.defaultdict(list), collections.defaultdict(list)
+    for line in open(path):
+        r = json.loads(line)
+        spans[r["path"]].append(r["ms"])
+        starts[r["path"]].append(r["at"])
+    print("%s: median ms over %d runs, in the order they start (indented: part of the line above;"
+          " 'at': when it starts, from the process's first span)" % (title, runs))
+    for name in sorted(spans, key=lambda p: (statistics.median(starts[p]), p.count("/"))):
+        times = spans[name]
+        depth = name.count("/")
+        per_run = len(times) / runs
+        note = "" if per_run == 1 else "  (x%g per run)" % per_run
+        print("  %-52s %8.2f   at %7.2f%s" % ("  " * depth + name.rsplit("/", 1)[-1],
+              statistics.median(times), statistics.median(starts[name]), note))
+PY
 }
 
 bench_runtime() {
@@ -264,11 +563,15 @@ PY
 }
 
 case "$what" in
+  table) bench_table ;;
+  scaling) bench_scaling ;;
+  soak) bench_soak ;;
+  phases) bench_phases ;;
   runtime) bench_runtime ;;
   oneshot) bench_oneshot ;;
   network) bench_network ;;
   egress) bench_egress ;;
   sdk) bench_sdk ;;
   all) bench_runtime; bench_oneshot; bench_network; bench_egress; bench_sdk ;;
-  *) echo "usage: $0 [runtime|oneshot|network|egress|sdk|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [table|scaling|soak|phases|runtime|oneshot|network|egress|sdk|all]" >&2; exit 2 ;;
 esac
