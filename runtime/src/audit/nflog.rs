@@ -250,9 +250,11 @@ pub fn spawn_detached(pid: i32, target: &AuditTarget) -> Result<StartingListener
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // SAFETY: setsid only, between fork and exec.
+    // SAFETY: only raw signal calls and setsid between fork and exec. The signals a caller
+    // forwards are blocked in its threads, and a blocked mask survives exec.
     unsafe {
         command.pre_exec(|| {
+            crate::executor::reset_signals();
             libc::setsid();
             Ok(())
         });

@@ -65,6 +65,13 @@ unsafe fn private_mounts() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A caller that forwards signals (`mxc-runtime run`, the shim) blocks them in every thread, and
+/// a blocked mask survives exec: slirp4netns must start with the defaults, or the SIGTERM that
+/// stops it never arrives.
+fn default_signals() {
+    crate::executor::reset_signals();
+}
+
 /// slirp4netns for the network namespace of `pid`, reporting readiness on [`READY_FD`] and,
 /// with `exit_fd`, exiting when [`EXIT_FD`] closes. Standard input and output are closed.
 fn command(pid: i32, exit_fd: bool) -> Result<Command, NetworkError> {
@@ -119,9 +126,10 @@ impl Slirp {
         let mut command = command(pid, true)?;
         command.stderr(Stdio::piped());
         let (ready_child, exit_child) = (ready_write.as_raw_fd(), exit_read.as_raw_fd());
-        // SAFETY: only dup2, unshare, mount and prctl between fork and exec.
+        // SAFETY: only raw signal calls, dup2, unshare, mount and prctl between fork and exec.
         unsafe {
             command.pre_exec(move || {
+                default_signals();
                 if libc::dup2(ready_child, READY_FD) < 0 || libc::dup2(exit_child, EXIT_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -264,9 +272,10 @@ pub fn spawn_detached(pid: i32) -> Result<Starting<Detached>, NetworkError> {
     let mut command = command(pid, false)?;
     command.stderr(Stdio::null());
     let ready_child = ready_write.as_raw_fd();
-    // SAFETY: only setsid, dup2, unshare and mount between fork and exec.
+    // SAFETY: only raw signal calls, setsid, dup2, unshare and mount between fork and exec.
     unsafe {
         command.pre_exec(move || {
+            default_signals();
             libc::setsid();
             if libc::dup2(ready_child, READY_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
