@@ -376,14 +376,8 @@ bench_oneshot() {
   cat > "$work/true.json" <<'JSON'
 {"version": "0.8.0-alpha", "process": {"commandLine": "true"}}
 JSON
-  local binds=()
-  for d in /usr/bin /usr/sbin /usr/lib /usr/lib32 /usr/lib64 /usr/libexec /usr/share /etc /run/systemd/resolve; do
-    [ -e "$d" ] && binds+=(--ro-bind "$d" "$d")
-  done
-  for l in bin sbin lib lib32 lib64; do
-    [ -L "/$l" ] && binds+=(--symlink "$(readlink "/$l")" "/$l")
-  done
-  local bwrap="bwrap --unshare-all --die-with-parent --new-session --clearenv ${binds[*]} --proc /proc --dev /dev --tmpfs /tmp --chdir / /bin/sh -c true"
+  local bwrap
+  bwrap=$(bwrap_baseline)
   hyperfine -N --warmup 3 --runs "$runs" --style none --export-json "$work/oneshot.json" \
     "mxc run $work/true.json" "$bwrap" >/dev/null
   local mxc bw
