@@ -278,13 +278,17 @@ bench_scaling() {
 }
 
 # What the host holds that a run could leak: mounts, cgroup directories, network namespaces,
-# processes, and this shell's open descriptors.
+# processes, and this shell's open descriptors; first what the runs could have left by name
+# (other work on a shared machine changes the host-wide counts that follow).
 host_snapshot() {
+  echo "mounts of the runs $(grep -c -e /run/mxc -e soak /proc/self/mountinfo)"
+  echo "cgroups of the runs $(find /sys/fs/cgroup -mindepth 2 -type d \( -name 'mxc-*' -o -name 'soak*' \) 2>/dev/null | wc -l)"
+  echo "processes of the runs $(pgrep -c -f 'slirp4netns|mxc-runtime|(^|/)mxc ' || true)"
+  echo "fds $(ls /proc/$$/fd | wc -l)"
   echo "mounts $(wc -l < /proc/self/mountinfo)"
   echo "cgroups $(find /sys/fs/cgroup -mindepth 1 -type d 2>/dev/null | wc -l)"
   echo "netns $(ip netns list | wc -l) $(find /proc/[0-9]*/ns/net -maxdepth 0 -printf '%l\n' 2>/dev/null | sort -u | wc -l)"
   echo "processes $(ls -d /proc/[0-9]* | wc -l)"
-  echo "fds $(ls /proc/$$/fd | wc -l)"
 }
 
 bench_soak() {
@@ -316,11 +320,14 @@ for name, cycle in [
           % (name, n, pct(first, .5), pct(first, .99), pct(last, .5), pct(last, .99)))
 PY
   host_snapshot > "$work/after.txt"
-  if diff "$work/before.txt" "$work/after.txt" >/dev/null; then
-    echo "soak: host unchanged: $(paste -sd, "$work/after.txt")"
+  if diff <(head -4 "$work/before.txt") <(head -4 "$work/after.txt") >/dev/null; then
+    echo "soak: nothing left by the runs: $(head -4 "$work/after.txt" | paste -sd, -)"
   else
-    echo "soak: the host changed (before / after):"; diff "$work/before.txt" "$work/after.txt" || true
+    echo "soak: the runs left something (before / after):"
+    diff <(head -4 "$work/before.txt") <(head -4 "$work/after.txt") || true
   fi
+  echo "soak: host-wide, before: $(tail -n +5 "$work/before.txt" | paste -sd, -)"
+  echo "soak: host-wide, after:  $(tail -n +5 "$work/after.txt" | paste -sd, -)"
 }
 
 # Where one start's time goes: each phase's span (MXC_SPANS), median over $runs runs.
