@@ -16,6 +16,14 @@ use tempfile::TempDir;
 use crate::command::run_ok;
 use crate::netns::{NetNamespace, Subnet, Veth};
 
+/// A link from a namespace the test does not own (a container's, a pod's) straight to the
+/// world, with routes to the world's addresses over it: what an engine's network would give a
+/// container. Removed on drop (the link first, then its subnet claim).
+pub struct WorldLink {
+    _veth: Veth,
+    _subnet: Subnet,
+}
+
 pub const HTTP_PORT: u16 = 8080;
 pub const HTTPS_PORT: u16 = 8443;
 /// The server-first service (an ssh-like banner, then an echo).
@@ -181,6 +189,34 @@ impl EgressWorld {
     /// The DNS server, for `--resolver`.
     pub fn resolver(&self) -> String {
         format!("{}:53", self.address())
+    }
+
+    /// Links the namespace `ns` to the world by a veth pair of its own, with routes from `ns`
+    /// to the world's addresses over it (IPv4, and IPv6 unless `ns` has it switched off).
+    pub fn link(&self, ns: &NetNamespace) -> Result<WorldLink> {
+        let subnet = Subnet::claim()?;
+        let veth = Veth::connect(ns, &self.ns, &subnet, 1, 2)?;
+        ns.ip(&[
+            "route",
+            "add",
+            &self.subnet.v4_net(),
+            "via",
+            &subnet.v4(2).to_string(),
+        ])?;
+        if ns.has_ipv6() {
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                &self.subnet.v6_net(),
+                "via",
+                &subnet.v6(2).to_string(),
+            ])?;
+        }
+        Ok(WorldLink {
+            _veth: veth,
+            _subnet: subnet,
+        })
     }
 
     /// Points `name` at `address` (dnsmasq rereads its hosts directory on change) and waits

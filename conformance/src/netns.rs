@@ -182,6 +182,16 @@ impl NetNamespace {
         cmd
     }
 
+    /// Whether IPv6 is on in the namespace (an engine may switch it off).
+    pub fn has_ipv6(&self) -> bool {
+        run_ok(
+            self.command("cat")
+                .arg("/proc/sys/net/ipv6/conf/all/disable_ipv6"),
+            IP_LIMIT,
+        )
+        .is_ok_and(|out| out.stdout.trim() == "0")
+    }
+
     /// `ip ARGS...` inside the namespace; an error if it fails.
     pub fn ip(&self, args: &[&str]) -> Result<Output> {
         run_ok(self.command("ip").args(args), IP_LIMIT)
@@ -281,20 +291,24 @@ impl Veth {
             right_v6: subnet.v6(right_host.into()),
         };
         left.ip(&["link", "set", &right_name, "netns", right_target])?;
+        // An engine may have switched IPv6 off in its namespace (Docker does): IPv4 only then.
+        let ipv6 = left.has_ipv6() && right.has_ipv6();
         for (ns, link, v4, v6) in [
             (left, &left_name, veth.left_v4, veth.left_v6),
             (right, &right_name, veth.right_v4, veth.right_v6),
         ] {
             ns.ip(&["addr", "add", &format!("{v4}/24"), "dev", link])?;
-            ns.ip(&[
-                "-6",
-                "addr",
-                "add",
-                &format!("{v6}/64"),
-                "dev",
-                link,
-                "nodad",
-            ])?;
+            if ipv6 {
+                ns.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    link,
+                    "nodad",
+                ])?;
+            }
             ns.ip(&["link", "set", link, "up"])?;
         }
         Ok(veth)

@@ -25,9 +25,7 @@ use crate::audit::{AuditLog, ContainerAudit, Event};
 use crate::container::{Cancel, Engine, RunOptions, RunOutcome};
 use crate::egress::Resolver;
 use crate::error::EngineError;
-use crate::network::{
-    self, AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions, ResolvedNames,
-};
+use crate::network::{self, AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions};
 use crate::policy::NodeContext;
 use crate::progress;
 use crate::staging::FreshRoot;
@@ -359,7 +357,7 @@ fn run_in(
     // Host names are the egress proxy's business here: nothing is resolved in advance.
     let network_setup = tracing::info_span!("network_plan")
         .in_scope(|| {
-            HostNetwork::gather(&policy.network, ResolvedNames::default())
+            HostNetwork::gather(&policy.network)
                 .and_then(|host| network::plan(&policy.network, plan_options, &host))
         })
         .map_err(|e| setup(network_error(e).to_string()))?;

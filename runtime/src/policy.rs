@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use mxc_translate::ceiling::Ceiling;
 use mxc_translate::compile::annotations;
-use mxc_translate::hosts::HostPattern;
+use mxc_translate::hosts::{HostPattern, HostRule};
+use mxc_translate::network::Action;
 use mxc_translate::{
     apply_to_bundle, parse, resolve, BundleOptions, Expect, Identity, Limits, NetworkPlan,
     ParseOptions, Policy, RealHost, ResolveOptions, Source, Target,
@@ -16,10 +17,16 @@ use mxc_translate::{
 use oci_spec::runtime::Spec;
 use serde::Deserialize;
 
+use crate::egress::Resolver;
+
 /// Annotation carrying a policy as inline JSON.
 pub const CONFIG_ANNOTATION: &str = "io.mxc.config";
 /// Annotation naming a policy file in the node's policy directory.
 pub const CONFIG_NAME_ANNOTATION: &str = "io.mxc.config.name";
+/// Annotation carrying host-name rules for a container's egress, for every schema version (an
+/// mxc-oci extension that MXC's own parser never sees): `{"allow": [PATTERN, ...], "deny":
+/// [PATTERN, ...]}`, bounded by the node's ceiling.
+pub const EGRESS_HOSTS_ANNOTATION: &str = "io.mxc.egress.hosts";
 /// Where the node configuration lives unless told otherwise.
 pub const DEFAULT_NODE_CONFIG: &str = "/etc/mxc/config.toml";
 
@@ -60,6 +67,45 @@ pub struct NodeConfig {
     pub limits: NodeLimits,
     /// The most any container's policy and spec may ask for; see [`NodeCeiling`].
     pub ceiling: Option<NodeCeiling>,
+    /// Host-name rules for every container, and where the egress proxy looks names up.
+    #[serde(default)]
+    pub egress: NodeEgress,
+}
+
+/// `[egress]`: host-name rules every container on the node gets on top of its policy's (an
+/// mxc-oci extension, for every schema version), and the resolver the egress proxy asks.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeEgress {
+    /// Host-name patterns every container may reach (they also widen the ceiling by as much).
+    #[serde(default, deserialize_with = "allow_host_patterns")]
+    pub allow_hosts: Vec<HostPattern>,
+    /// Host-name patterns no container may reach (deny beats allow).
+    #[serde(default, deserialize_with = "deny_host_patterns")]
+    pub deny_hosts: Vec<HostPattern>,
+    /// A DNS server (`ADDRESS[:PORT]`) instead of the host's resolver.
+    #[serde(default, deserialize_with = "resolver")]
+    pub resolver: Option<Resolver>,
+}
+
+impl NodeEgress {
+    /// The rules, each named by where the node configuration has it.
+    pub fn rules(&self) -> Vec<HostRule> {
+        let mut rules = Vec::new();
+        for (key, list, action) in [
+            ("allow_hosts", &self.allow_hosts, Action::Allow),
+            ("deny_hosts", &self.deny_hosts, Action::Deny),
+        ] {
+            for (i, pattern) in list.iter().enumerate() {
+                rules.push(HostRule {
+                    origin: format!("node configuration [egress] {key}[{i}]"),
+                    pattern: pattern.clone(),
+                    action,
+                });
+            }
+        }
+        rules
+    }
 }
 
 /// `[limits]`: what a container gets when its spec sets no limit of its own.
@@ -172,7 +218,8 @@ fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Err
     }
 }
 
-fn host_patterns<'de, D: serde::Deserializer<'de>>(
+fn patterns<'de, D: serde::Deserializer<'de>>(
+    key: &str,
     deserializer: D,
 ) -> Result<Vec<HostPattern>, D::Error> {
     let texts = Vec::<String>::deserialize(deserializer)?;
@@ -181,10 +228,33 @@ fn host_patterns<'de, D: serde::Deserializer<'de>>(
         .enumerate()
         .map(|(i, text)| {
             HostPattern::parse(text).map_err(|reason| {
-                serde::de::Error::custom(format!("egress_hosts[{i}] = {text:?}: {reason}"))
+                serde::de::Error::custom(format!("{key}[{i}] = {text:?}: {reason}"))
             })
         })
         .collect()
+}
+
+fn host_patterns<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<HostPattern>, D::Error> {
+    patterns("egress_hosts", d)
+}
+
+fn allow_host_patterns<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<HostPattern>, D::Error> {
+    patterns("allow_hosts", d)
+}
+
+fn deny_host_patterns<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<HostPattern>, D::Error> {
+    patterns("deny_hosts", d)
+}
+
+fn resolver<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Resolver>, D::Error> {
+    let text = String::deserialize(d)?;
+    Resolver::parse(&text)
+        .map(Some)
+        .map_err(|reason| serde::de::Error::custom(format!("resolver: {reason}")))
 }
 
 fn optional_size<'de, D: serde::Deserializer<'de>>(
@@ -210,6 +280,7 @@ impl Default for NodeConfig {
             annotation_host_paths: Vec::new(),
             limits: NodeLimits::default(),
             ceiling: None,
+            egress: NodeEgress::default(),
         }
     }
 }
@@ -258,6 +329,8 @@ pub struct AppliedPolicy {
     pub audit_log: Option<PathBuf>,
     /// Grants to stage before the container is created.
     pub staging: mxc_translate::compile::staging::StagingPlan,
+    /// Where the egress proxy looks host names up.
+    pub resolver: Resolver,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -287,11 +360,25 @@ pub fn apply_bundle_policy(
             network: None,
             audit_log: None,
             staging: Default::default(),
+            resolver: Resolver::System,
         });
     }
     let config = NodeConfig::load(node)?;
     let identity = workload_identity(spec);
-    let selected = select(spec, node, &config, identity)?;
+    let annotation_hosts = match spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(EGRESS_HOSTS_ANNOTATION))
+    {
+        Some(text) => egress_hosts_annotation(text)?,
+        None => Vec::new(),
+    };
+    let mut hosts = config.egress.rules();
+    hosts.extend(annotation_hosts.iter().map(|rule| HostRule {
+        origin: format!("annotation {EGRESS_HOSTS_ANNOTATION} {}", rule.origin),
+        ..rule.clone()
+    }));
+    let selected = select(spec, node, &config, identity, &hosts)?;
     let policy = selected.policy;
     let ceiling_error = |errors: mxc_translate::ConfigErrors| {
         PolicyError(
@@ -302,20 +389,26 @@ pub fn apply_bundle_policy(
                 .join("; "),
         )
     };
-    match &config.ceiling {
-        Some(ceiling) => ceiling
-            .policy_ceiling()
-            .check(&policy)
-            .map_err(ceiling_error)?,
-        None if selected.from_annotation => {
-            // The node's default policy is what a pod author may narrow, never widen.
-            let mut ceiling = Ceiling::of_policy(&default_policy(node, &config, identity)?);
-            ceiling
-                .readwrite_paths
-                .extend(config.annotation_host_paths.iter().cloned());
+    // The annotation's host names first, so that its error names it; then the policy, whose
+    // host rules include the node's (within its bounds by definition) and the annotation's.
+    let bounded = config.ceiling.is_some() || selected.from_annotation;
+    if bounded || !annotation_hosts.is_empty() {
+        let mut ceiling = annotation_ceiling(node, &config, identity)?;
+        ceiling
+            .check_hosts(
+                &Source::Annotation(EGRESS_HOSTS_ANNOTATION.to_string()),
+                &annotation_hosts,
+            )
+            .map_err(ceiling_error)?;
+        if bounded {
+            ceiling.egress_hosts.extend(
+                annotation_hosts
+                    .iter()
+                    .filter(|r| r.action == Action::Allow)
+                    .map(|r| r.pattern.clone()),
+            );
             ceiling.check(&policy).map_err(ceiling_error)?;
         }
-        None => {}
     }
     if joins_host_network(spec) {
         return Err(PolicyError(format!(
@@ -341,7 +434,76 @@ pub fn apply_bundle_policy(
         network: Some(policy.network.clone()),
         audit_log: Some(config.audit_log.clone()),
         staging,
+        resolver: config.egress.resolver.clone().unwrap_or(Resolver::System),
     })
+}
+
+/// The most a policy or host rules from an annotation may ask for on this node: its
+/// `[ceiling]`, or without one its default policy (the node's own host rules included) and
+/// `annotation_host_paths`; either way widened by the node's own `[egress]` allow patterns.
+pub fn annotation_ceiling(
+    node: &NodeContext,
+    config: &NodeConfig,
+    identity: Identity,
+) -> Result<Ceiling, PolicyError> {
+    let node_hosts = config.egress.rules();
+    let mut ceiling = match &config.ceiling {
+        Some(ceiling) => ceiling.policy_ceiling(),
+        None => {
+            let mut ceiling =
+                Ceiling::of_policy(&default_policy(node, config, identity, &node_hosts)?);
+            ceiling
+                .readwrite_paths
+                .extend(config.annotation_host_paths.iter().cloned());
+            ceiling
+        }
+    };
+    ceiling.egress_hosts.extend(
+        node_hosts
+            .into_iter()
+            .filter(|r| r.action == Action::Allow)
+            .map(|r| r.pattern),
+    );
+    Ok(ceiling)
+}
+
+/// The host rules an [`EGRESS_HOSTS_ANNOTATION`] value carries, named by their place in it
+/// (`allow[0]`).
+pub fn egress_hosts_annotation(text: &str) -> Result<Vec<HostRule>, PolicyError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Lists {
+        #[serde(default)]
+        allow: Vec<String>,
+        #[serde(default)]
+        deny: Vec<String>,
+    }
+    let lists: Lists = serde_json::from_str(text).map_err(|e| {
+        PolicyError(format!(
+            "annotation {EGRESS_HOSTS_ANNOTATION}: not {{\"allow\": [PATTERN, ...], \"deny\": \
+             [PATTERN, ...]}}: {e}"
+        ))
+    })?;
+    let mut rules = Vec::new();
+    let mut errors = Vec::new();
+    for (key, list, action) in [
+        ("allow", &lists.allow, Action::Allow),
+        ("deny", &lists.deny, Action::Deny),
+    ] {
+        for (i, pattern) in list.iter().enumerate() {
+            match HostRule::parse(&format!("{key}[{i}]"), pattern, action) {
+                Ok(rule) => rules.push(rule),
+                Err(reason) => {
+                    errors.push(format!("annotation {EGRESS_HOSTS_ANNOTATION}: {reason}"))
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(PolicyError(errors.join("; ")))
+    }
 }
 
 /// The host uid and gid the container's process runs as: its `process.user` through the user
@@ -379,6 +541,7 @@ pub fn select(
     node: &NodeContext,
     config: &NodeConfig,
     identity: Identity,
+    hosts: &[HostRule],
 ) -> Result<Selected, PolicyError> {
     let annotation = |key: &str| {
         spec.annotations()
@@ -390,15 +553,15 @@ pub fn select(
     if let Some(inline) = annotation(CONFIG_ANNOTATION) {
         let source = Source::Annotation(CONFIG_ANNOTATION.to_string());
         return Ok(Selected {
-            policy: load(source, &inline, identity, limits)?,
+            policy: load(source, &inline, identity, limits, hosts)?,
             from_annotation: true,
         });
     }
     let policy = if let Some(name) = annotation(CONFIG_NAME_ANNOTATION) {
         let path = named_policy(&config.policy_dir, &name)?;
-        load_file(&path, identity, limits)?
+        load_file(&path, identity, limits, hosts)?
     } else {
-        default_policy(node, config, identity)?
+        default_policy(node, config, identity, hosts)?
     };
     Ok(Selected {
         policy,
@@ -406,11 +569,12 @@ pub fn select(
     })
 }
 
-/// The node's default policy, or the built-in default-deny profile.
+/// The node's default policy, or the built-in default-deny profile, with `hosts` added.
 fn default_policy(
     node: &NodeContext,
     config: &NodeConfig,
     identity: Identity,
+    hosts: &[HostRule],
 ) -> Result<Policy, PolicyError> {
     let limits = config.limits.limits();
     match node
@@ -418,12 +582,13 @@ fn default_policy(
         .as_ref()
         .or(config.default_policy.as_ref())
     {
-        Some(path) => load_file(path, identity, limits),
+        Some(path) => load_file(path, identity, limits, hosts),
         None => load(
             Source::Named("built-in default-deny policy".into()),
             DEFAULT_DENY,
             identity,
             limits,
+            hosts,
         ),
     }
 }
@@ -455,10 +620,21 @@ fn named_policy(dir: &Path, name: &str) -> Result<PathBuf, PolicyError> {
     Ok(path)
 }
 
-fn load_file(path: &Path, identity: Identity, limits: Limits) -> Result<Policy, PolicyError> {
+fn load_file(
+    path: &Path,
+    identity: Identity,
+    limits: Limits,
+    hosts: &[HostRule],
+) -> Result<Policy, PolicyError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| PolicyError(format!("{}: cannot read policy: {e}", path.display())))?;
-    load(Source::File(path.to_path_buf()), &text, identity, limits)
+    load(
+        Source::File(path.to_path_buf()),
+        &text,
+        identity,
+        limits,
+        hosts,
+    )
 }
 
 fn load(
@@ -466,6 +642,7 @@ fn load(
     text: &str,
     identity: Identity,
     limits: Limits,
+    hosts: &[HostRule],
 ) -> Result<Policy, PolicyError> {
     let options = ParseOptions {
         strict: false,
@@ -485,7 +662,7 @@ fn load(
     let options = ResolveOptions {
         target: Target::Bundle,
         identity,
-        hosts: Vec::new(),
+        hosts: hosts.to_vec(),
         limits,
     };
     resolve(&config, &RealHost, &options).map_err(one_line)
@@ -510,4 +687,155 @@ fn joins_host_network(spec: &Spec) -> bool {
                     .is_ok_and(|m| m.ino() == host.ino() && m.dev() == host.dev())
             })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node configuration file with `text`, and a spec with `annotations`.
+    fn node_and_spec(text: &str, annotations: &[(&str, &str)]) -> (tempfile::TempDir, Spec) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), text).unwrap();
+        let mut spec: Spec = serde_json::from_value(serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
+            "linux": {"namespaces": [{"type": "network"}]},
+        }))
+        .unwrap();
+        spec.set_annotations(Some(
+            annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ));
+        (dir, spec)
+    }
+
+    fn apply(dir: &tempfile::TempDir, spec: &mut Spec) -> Result<AppliedPolicy, PolicyError> {
+        let node = NodeContext {
+            config_path: Some(dir.path().join("config.toml")),
+            ..NodeContext::default()
+        };
+        let mut json = serde_json::to_value(&*spec).unwrap();
+        apply_bundle_policy(spec, &mut json, &node, &dir.path().join("stage"))
+    }
+
+    fn host_rules(applied: &AppliedPolicy) -> Vec<(String, String)> {
+        match &applied.network {
+            Some(NetworkPlan::Filtered(filter)) => filter
+                .hosts
+                .iter()
+                .map(|h| (h.origin.clone(), h.pattern.to_string()))
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_node_egress_section_adds_host_rules_and_a_resolver() {
+        let (dir, mut spec) = node_and_spec(
+            "[egress]\nallow_hosts = [\"*.example.test\"]\ndeny_hosts = [\"bad.example.test\"]\n\
+             resolver = \"198.18.0.53\"\n",
+            &[],
+        );
+        let applied = apply(&dir, &mut spec).unwrap();
+        assert_eq!(
+            host_rules(&applied),
+            [
+                (
+                    "node configuration [egress] allow_hosts[0]".to_string(),
+                    "*.example.test".to_string()
+                ),
+                (
+                    "node configuration [egress] deny_hosts[0]".to_string(),
+                    "bad.example.test".to_string()
+                ),
+            ]
+        );
+        assert_eq!(
+            applied.resolver,
+            Resolver::Server("198.18.0.53:53".parse().unwrap())
+        );
+
+        for (text, expected) in [
+            (
+                "[egress]\nallow_hosts = [\"*.co.uk\"]\n",
+                "allow_hosts[0] = \"*.co.uk\"",
+            ),
+            (
+                "[egress]\nresolver = \"dns.example\"\n",
+                "resolver: \"dns.example\"",
+            ),
+            (
+                "[egress]\nallow = [\"x.example\"]\n",
+                "unknown field `allow`",
+            ),
+        ] {
+            let (dir, mut spec) = node_and_spec(text, &[]);
+            let error = apply(&dir, &mut spec).unwrap_err().to_string();
+            assert!(
+                error.contains("invalid node configuration") && error.contains(expected),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_annotation_adds_host_rules_within_the_ceiling() {
+        let ceiling = "[ceiling]\negress_hosts = [\"**.allowed.test\"]\n";
+        let (dir, mut spec) = node_and_spec(
+            ceiling,
+            &[(
+                EGRESS_HOSTS_ANNOTATION,
+                r#"{"allow": ["api.allowed.test"], "deny": ["other.test"]}"#,
+            )],
+        );
+        let applied = apply(&dir, &mut spec).unwrap();
+        assert_eq!(
+            host_rules(&applied),
+            [
+                (
+                    "annotation io.mxc.egress.hosts allow[0]".to_string(),
+                    "api.allowed.test".to_string()
+                ),
+                (
+                    "annotation io.mxc.egress.hosts deny[0]".to_string(),
+                    "other.test".to_string()
+                ),
+            ]
+        );
+        assert_eq!(applied.resolver, Resolver::System);
+
+        // Beyond the ceiling, malformed, or a bad pattern: refused, naming the annotation.
+        for (node, value, expected) in [
+            (
+                ceiling,
+                r#"{"allow": ["api.allowed.test", "other.test"]}"#,
+                "annotation io.mxc.egress.hosts: allow[1] = \"other.test\": exceeds the node's ceiling",
+            ),
+            (
+                "",
+                r#"{"allow": ["api.allowed.test"]}"#,
+                "annotation io.mxc.egress.hosts: allow[0] = \"api.allowed.test\": exceeds the node's ceiling",
+            ),
+            (ceiling, r#"["api.allowed.test"]"#, "annotation io.mxc.egress.hosts: not {"),
+            (ceiling, r#"{"allow": ["*"]}"#, "annotation io.mxc.egress.hosts: allow[0] = \"*\""),
+        ] {
+            let (dir, mut spec) = node_and_spec(node, &[(EGRESS_HOSTS_ANNOTATION, value)]);
+            let error = apply(&dir, &mut spec).unwrap_err().to_string();
+            assert!(error.starts_with(expected), "{error}");
+        }
+
+        // The node's own host rules widen its ceiling; a deny pattern never needs room.
+        let (dir, mut spec) = node_and_spec(
+            "[egress]\nallow_hosts = [\"api.allowed.test\"]\n",
+            &[(
+                EGRESS_HOSTS_ANNOTATION,
+                r#"{"allow": ["api.allowed.test"], "deny": ["*.other.test"]}"#,
+            )],
+        );
+        assert_eq!(host_rules(&apply(&dir, &mut spec).unwrap()).len(), 3);
+    }
 }

@@ -9,10 +9,11 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::error::{Class, ConfigError, ConfigErrors};
-use crate::hosts::{HostPattern, PatternKind};
+use crate::hosts::{HostPattern, HostRule, PatternKind};
 use crate::network::{Action, ProxyEndpoint};
 use crate::paths;
 use crate::policy::{MountAction, NetworkPlan, Policy};
+use crate::source::Source;
 
 /// What policies may grant at most.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -125,18 +126,12 @@ impl Ceiling {
                         }
                     }
                 }
-                for host in filter.hosts.iter().filter(|h| h.action == Action::Allow) {
-                    if !self.egress_hosts.iter().any(|c| covers(c, &host.pattern)) {
-                        exceed(
-                            host.origin.clone(),
-                            quoted(host.pattern.to_string()),
-                            format!(
-                                "egress to these host names is not allowed on this node \
-                                 (allowed: {})",
-                                list(&self.egress_hosts)
-                            ),
-                        );
-                    }
+                for host in self.hosts_beyond(&filter.hosts) {
+                    exceed(
+                        host.origin.clone(),
+                        quoted(host.pattern.to_string()),
+                        self.hosts_reason(),
+                    );
                 }
             }
             NetworkPlan::ProxyOnly { proxy } => {
@@ -188,6 +183,41 @@ impl Ceiling {
         } else {
             Err(ConfigErrors(errors))
         }
+    }
+
+    /// Every way host rules written outside any policy (a pod's `io.mxc.egress.hosts`) allow
+    /// more than this ceiling; `source` is where they were written, their origins the paths.
+    pub fn check_hosts(&self, source: &Source, rules: &[HostRule]) -> Result<(), ConfigErrors> {
+        let errors: Vec<ConfigError> = self
+            .hosts_beyond(rules)
+            .map(|host| ConfigError {
+                class: Class::Backend,
+                source: source.clone(),
+                path: host.origin.clone(),
+                value: quoted(host.pattern.to_string()),
+                reason: format!("exceeds the node's ceiling: {}", self.hosts_reason()),
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The allow rules among `rules` that no ceiling pattern covers (deny rules only narrow).
+    fn hosts_beyond<'a>(&'a self, rules: &'a [HostRule]) -> impl Iterator<Item = &'a HostRule> {
+        rules.iter().filter(|rule| {
+            rule.action == Action::Allow
+                && !self.egress_hosts.iter().any(|c| covers(c, &rule.pattern))
+        })
+    }
+
+    fn hosts_reason(&self) -> String {
+        format!(
+            "egress to these host names is not allowed on this node (allowed: {})",
+            list(&self.egress_hosts)
+        )
     }
 
     fn allows(&self, net: &IpNet) -> bool {
@@ -278,5 +308,30 @@ mod tests {
         assert!(covers(&p("example.com"), &p("example.com:22")));
         assert!(!covers(&p("**.example.com"), &p("example.org")));
         assert!(!covers(&p("**.example.com"), &p("badexample.com")));
+    }
+
+    #[test]
+    fn host_rules_from_outside_a_policy_are_bounded_by_name() {
+        let ceiling = Ceiling {
+            egress_hosts: vec![p("*.example.com")],
+            ..Ceiling::default()
+        };
+        let rule =
+            |origin: &str, text: &str, action| HostRule::parse(origin, text, action).unwrap();
+        let source = Source::Annotation("io.mxc.egress.hosts".into());
+        let rules = [
+            rule("allow[0]", "api.example.com", Action::Allow),
+            rule("allow[1]", "example.org", Action::Allow),
+            rule("deny[0]", "example.net", Action::Deny),
+        ];
+        let errors = ceiling.check_hosts(&source, &rules).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(
+            errors.to_string(),
+            "annotation io.mxc.egress.hosts: allow[1] = \"example.org\": exceeds the node's \
+             ceiling: egress to these host names is not allowed on this node (allowed: \
+             *.example.com)"
+        );
+        assert!(ceiling.check_hosts(&source, &rules[..1]).is_ok());
     }
 }

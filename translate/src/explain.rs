@@ -255,7 +255,9 @@ fn network(policy: &Policy, rows: &mut Vec<Row>) {
                  variables removed",
             ));
         }
-        NetworkPlan::Filtered(filter) if !filter.hosts.is_empty() => by_name(filter, rows),
+        NetworkPlan::Filtered(filter) if !filter.hosts.is_empty() => {
+            by_name(filter, policy.profile == Profile::Bundle, rows)
+        }
         NetworkPlan::Filtered(filter) => {
             rows.push(row(
                 "network egress default",
@@ -337,7 +339,18 @@ const STRICTER_THAN_MXC: &[(&str, &str)] = &[
 
 /// Egress by name: the resolver and the proxy, each pattern, and what the CIDR rules still
 /// decide.
-fn by_name(filter: &crate::EgressFilter, rows: &mut Vec<Row>) {
+fn by_name(filter: &crate::EgressFilter, bundle: bool, rows: &mut Vec<Row>) {
+    let namespace = if bundle {
+        "the container's network namespace (the engine's, or one of the runtime's own with \
+         loopback only): nftables redirects every TCP connection and every DNS query (UDP and \
+         TCP, any address) to the egress proxy and resolver, a helper process beside the \
+         container (one per pod network namespace) that listens only on its loopback, opens its \
+         upstream connections from the engine's namespace and ends with the container"
+    } else {
+        "private network namespace with loopback only (no userspace stack): nftables redirects \
+         every TCP connection and every DNS query (UDP and TCP, any address) to the egress proxy \
+         and resolver, which run outside the sandbox and listen only on its loopback"
+    };
     rows.push(row(
         "network egress (by name)",
         format!(
@@ -349,10 +362,9 @@ fn by_name(filter: &crate::EgressFilter, rows: &mut Vec<Row>) {
                 "deny"
             }
         ),
-        "private network namespace with loopback only (no userspace stack): nftables redirects \
-         every TCP connection and every DNS query (UDP and TCP, any address) to the egress proxy \
-         and resolver, which run outside the sandbox and listen only on its loopback; all other \
-         traffic (UDP, ICMP) is dropped and logged, IPv4 and IPv6 alike",
+        format!(
+            "{namespace}; all other traffic (UDP, ICMP) is dropped and logged, IPv4 and IPv6 alike"
+        ),
     ));
     rows.push(row(
         "network egress (resolver)",

@@ -12,12 +12,12 @@ use std::fmt;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::network::{Action, Protocol, Rule};
 
 /// Which names a pattern covers, relative to its domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum PatternKind {
     /// `example.com`: that name only.
@@ -56,6 +56,14 @@ impl fmt::Display for HostPattern {
 impl Serialize for HostPattern {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        HostPattern::parse(&text)
+            .map_err(|reason| serde::de::Error::custom(format!("{text:?}: {reason}")))
     }
 }
 
@@ -192,7 +200,7 @@ pub fn is_public_suffix(domain: &str) -> bool {
 }
 
 /// One host rule and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostRule {
     /// Where it was written: a JSON path (`network.allowedHosts[2]`), a flag

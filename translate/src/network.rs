@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{index, join, Report};
 use crate::model;
@@ -51,7 +51,7 @@ pub struct DirectionalNetwork {
     pub allowed_proxy_peer: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
@@ -69,7 +69,7 @@ impl From<model::NetworkAction> for Action {
 
 /// A directional rule: destinations (empty = every destination of both families) and
 /// protocol/port selectors (empty = every protocol and port).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Rule {
     /// JSON path of the rule, so audit records and `explain` can name it.
@@ -78,14 +78,14 @@ pub struct Rule {
     pub ports: Vec<PortSelector>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
     pub cidr: IpNet,
     pub except: Vec<IpNet>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     Tcp,
@@ -94,7 +94,7 @@ pub enum Protocol {
     Any,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortSelector {
     pub protocol: Protocol,

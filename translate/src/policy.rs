@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::hosts::HostRule;
 use crate::network::{ProxyEndpoint, Rule};
@@ -136,7 +136,7 @@ impl NetworkPlan {
 /// Outbound rules: deny rules first, then allow rules, then the default. Host-name rules (from
 /// legacy host lists and the caller's, node's or annotation's lists) are enforced by the
 /// egress proxy and resolver; CIDR rules decide bare addresses.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EgressFilter {
     pub default_allow: bool,

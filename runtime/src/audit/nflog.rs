@@ -4,7 +4,6 @@
 //! `mxc-runtime create`) turns each into [`Event::NetworkDenied`] with the protocol,
 //! destination, port and rule.
 
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -234,10 +233,12 @@ fn packet(
 
 /// Starts the denial listener as a detached helper process: it binds the listener in the
 /// container's namespace, says so on stdout, and records denials until the container's init
-/// exits. [`StartingListener::ready`] waits until it is bound.
-pub fn spawn_detached(pid: i32, target: &AuditTarget) -> Result<StartingListener, NetworkError> {
-    use std::os::unix::process::CommandExt;
-    let mut command = crate::helper::Helper::AuditListen {
+/// exits. [`Starting::ready`](crate::helper::Starting::ready) waits until it is bound.
+pub(crate) fn spawn_detached(
+    pid: i32,
+    target: &AuditTarget,
+) -> Result<crate::helper::Starting, NetworkError> {
+    crate::helper::Helper::AuditListen {
         pid,
         container_id: target.audit.container_id.clone(),
         policy_sha256: target.audit.policy_sha256.clone(),
@@ -245,78 +246,8 @@ pub fn spawn_detached(pid: i32, target: &AuditTarget) -> Result<StartingListener
         group: target.group,
         report: target.failure_report.clone(),
     }
-    .command();
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    // SAFETY: only raw signal calls and setsid between fork and exec. The signals a caller
-    // forwards are blocked in its threads, and a blocked mask survives exec.
-    unsafe {
-        command.pre_exec(|| {
-            crate::executor::reset_signals();
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let child = command
-        .spawn()
-        .map_err(|e| NetworkError::io("starting the denial listener", e))?;
-    Ok(StartingListener { child: Some(child) })
-}
-
-/// A detached denial listener that has not said it is bound yet; dropped before then, it is
-/// killed.
-#[derive(Debug)]
-pub struct StartingListener {
-    child: Option<std::process::Child>,
-}
-
-impl StartingListener {
-    /// Waits until the listener is bound, and returns the process the container's record
-    /// keeps (delete stops it).
-    pub fn ready(mut self) -> Result<crate::process::InitProcess, NetworkError> {
-        use std::io::BufRead;
-        let Some(mut child) = self.child.take() else {
-            return Err(NetworkError::io(
-                "starting the denial listener",
-                std::io::Error::other("it was already waited for"),
-            ));
-        };
-        let mut line = String::new();
-        if let Some(stdout) = child.stdout.take() {
-            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-        }
-        let process = crate::process::InitProcess::capture(child.id() as i32);
-        match (line.trim() == "ready", process) {
-            (true, Some(process)) => Ok(process),
-            _ => {
-                let _ = child.kill();
-                let mut why = String::new();
-                if let Some(mut stderr) = child.stderr.take() {
-                    let _ = std::io::Read::read_to_string(&mut stderr, &mut why);
-                }
-                let _ = child.wait();
-                Err(NetworkError::io(
-                    "starting the denial listener",
-                    std::io::Error::other(format!(
-                        "it did not start: {} {}",
-                        line.trim(),
-                        why.trim()
-                    )),
-                ))
-            }
-        }
-    }
-}
-
-impl Drop for StartingListener {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+    .start()
+    .map_err(|e| NetworkError::io("starting the denial listener", e))
 }
 
 /// The body of the denial listener's helper process: listen until the init process `pid`
@@ -328,38 +259,11 @@ pub fn run_detached(
     group: u16,
     report: Option<&Path>,
 ) -> Result<(), NetworkError> {
-    // SAFETY: pidfd_open on a pid we were given; ownership passes to OwnedFd.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
-    if raw < 0 {
-        return Err(NetworkError::io(
-            "watching the container",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: a fresh descriptor.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SIGTERM from delete must not cut the final drain short: the listener leaves by itself
-    // once the container's init is gone.
-    // SAFETY: setting a signal disposition.
-    unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+    let watch = crate::helper::InitWatch::open(pid)?;
     let log = audit.log.clone();
     let listener = DenialListener::start(pid, audit, group)?;
-    println!("ready");
-    let _ = std::io::stdout().flush();
-    let mut fds = [libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    }];
-    loop {
-        // SAFETY: polling one descriptor we own.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
-        if rc > 0
-            || (rc < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted)
-        {
-            break;
-        }
-    }
+    watch.ready();
+    watch.wait();
     drop(listener);
     if let (Some(failures), Some(report)) = (log.failures(), report) {
         let _ = std::fs::write(report, failures.to_string());

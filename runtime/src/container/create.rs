@@ -295,10 +295,9 @@ impl Engine {
                 table,
                 log_group: audit.as_ref().map_or(0, |a| a.group),
                 audit,
-                resolver: crate::egress::Resolver::System,
+                resolver: effective.policy.resolver.clone(),
             };
-            let setup = crate::network::policy_names(plan)
-                .and_then(|names| HostNetwork::gather(plan, names))
+            let setup = HostNetwork::gather(plan)
                 .and_then(|host| crate::network::plan(plan, options, &host))
                 .map_err(network_error)?;
             record.helpers = crate::network::apply(pid, &setup)

@@ -27,49 +27,17 @@ impl Engine {
         let Some(init) = record.init else {
             return Ok(());
         };
-        let keeper = spawn(Helper::Deadline {
+        let keeper = Helper::Deadline {
             root: self.layout.root().to_path_buf(),
             container_id: id.to_string(),
             pid: init.pid,
             start_time: init.start_time,
             timeout_ms,
-        })
+        }
+        .spawn("the deadline keeper")
         .map_err(|e| EngineError::io(format!("container {id}: keeping its timeout"), e))?;
         record.helpers.push(keeper);
         self.save_record(&record)
-    }
-}
-
-fn spawn(helper: Helper) -> std::io::Result<InitProcess> {
-    use std::io::BufRead;
-    use std::os::unix::process::CommandExt;
-    let mut command = helper.command();
-    command
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    // SAFETY: setsid only, between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut child = command.spawn()?;
-    let mut line = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        let _ = std::io::BufReader::new(stdout).read_line(&mut line);
-    }
-    match (line.trim(), InitProcess::capture(child.id() as i32)) {
-        ("ready", Some(process)) => Ok(process),
-        _ => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(std::io::Error::other(format!(
-                "the deadline keeper did not start: {}",
-                line.trim()
-            )))
-        }
     }
 }
 

@@ -83,7 +83,7 @@ pub fn answer(egress: &Egress, request: &[u8]) -> Option<Vec<u8>> {
         // The name exists as far as the sandbox knows, with nothing of this type.
         return respond(response, ResponseCode::NoError);
     }
-    let real = match upstream::lookup(&egress.resolver, &name) {
+    let real = match upstream::lookup(&egress.resolver, &egress.outbound, &name) {
         Ok(real) => real,
         Err(LookupError::NoSuchName) => return respond(response, ResponseCode::NXDomain),
         Err(LookupError::Failed(why)) => {
@@ -96,7 +96,9 @@ pub fn answer(egress: &Egress, request: &[u8]) -> Option<Vec<u8>> {
     };
     let record = match query.query_type() {
         RecordType::A if real.iter().any(IpAddr::is_ipv4) => Some(RData::A(A(v4))),
-        RecordType::AAAA if real.iter().any(IpAddr::is_ipv6) => Some(RData::AAAA(AAAA(v6))),
+        RecordType::AAAA if egress.ipv6 && real.iter().any(IpAddr::is_ipv6) => {
+            Some(RData::AAAA(AAAA(v6)))
+        }
         _ => None,
     };
     if let Some(data) = record {
@@ -262,6 +264,30 @@ mod tests {
                     .join(".")
             )),
             Some(IpAddr::V6(v6))
+        );
+    }
+
+    #[test]
+    fn no_ipv6_answers_where_the_namespace_has_no_ipv6() {
+        let (mut egress, _) = egress(&["api.example.test"], &[], false);
+        if let crate::egress::Resolver::Fixed(table) = &mut egress.resolver {
+            table[0].1.push("2001:db8::1".parse().unwrap());
+        }
+        assert_eq!(
+            ask(&egress, "api.example.test.", RecordType::AAAA)
+                .answers
+                .len(),
+            1
+        );
+        egress.ipv6 = false;
+        let aaaa = ask(&egress, "api.example.test.", RecordType::AAAA);
+        assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+        assert!(aaaa.answers.is_empty(), "{aaaa:?}");
+        assert_eq!(
+            ask(&egress, "api.example.test.", RecordType::A)
+                .answers
+                .len(),
+            1
         );
     }
 }

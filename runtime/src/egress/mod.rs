@@ -13,6 +13,7 @@
 //! traffic to them; the proxy itself runs outside the sandbox.
 
 pub mod capture;
+pub mod detached;
 pub mod dns;
 pub mod inspect;
 pub mod names;
@@ -28,7 +29,7 @@ use mxc_translate::EgressFilter;
 
 use crate::audit::{ContainerAudit, Event, NameDenial, NetworkDenial};
 pub use names::AddressBook;
-pub use upstream::Resolver;
+pub use upstream::{Outbound, Resolver};
 
 /// The decisions and state one sandbox's resolver and proxy share.
 #[derive(Debug)]
@@ -43,8 +44,11 @@ pub struct Egress {
     /// Addresses that lead to the host itself (its interfaces): never dialled through a name
     /// or by address unless a CIDR rule allows them explicitly.
     pub host_addresses: Vec<IpAddr>,
-    /// The socket mark of upstream connections, in an engine's namespace.
-    pub mark: Option<u32>,
+    /// Where the proxy's own connections and lookups leave from.
+    pub outbound: Outbound,
+    /// Whether the sandbox's namespace has IPv6 (an engine may switch it off): without it, the
+    /// resolver gives no IPv6 addresses, which would lead nowhere.
+    pub ipv6: bool,
     stop: AtomicBool,
 }
 
@@ -73,7 +77,8 @@ impl Egress {
             resolver,
             audit,
             host_addresses: Vec::new(),
-            mark: None,
+            outbound: Outbound::Here,
+            ipv6: true,
             stop: AtomicBool::new(false),
         }
     }

@@ -221,13 +221,14 @@ fn open(egress: &Egress, target: &Target, via: &'static str) -> Result<TcpStream
                     ..Denial::default()
                 }));
             }
-            let real = upstream::lookup(&egress.resolver, name).map_err(|error| {
-                let socks = match error {
-                    LookupError::NoSuchName => 0x04,
-                    LookupError::Failed(_) => 0x01,
-                };
-                Refusal::failed(format!("{name}: {error}"), socks)
-            })?;
+            let real =
+                upstream::lookup(&egress.resolver, &egress.outbound, name).map_err(|error| {
+                    let socks = match error {
+                        LookupError::NoSuchName => 0x04,
+                        LookupError::Failed(_) => 0x01,
+                    };
+                    Refusal::failed(format!("{name}: {error}"), socks)
+                })?;
             let dialable = egress.dialable(&real, *port).map_err(|(reason, rule)| {
                 Refusal::denied(Denial {
                     via,
@@ -267,7 +268,11 @@ fn open(egress: &Egress, target: &Target, via: &'static str) -> Result<TcpStream
     };
     let mut last = String::new();
     for address in candidates {
-        match dial(SocketAddr::new(address, port), egress.mark) {
+        match dial(
+            SocketAddr::new(address, port),
+            egress.outbound.mark(),
+            DIAL_TIMEOUT,
+        ) {
             Ok(stream) => return Ok(stream),
             Err(error) => last = format!("{address}:{port}: {error}"),
         }
@@ -275,10 +280,14 @@ fn open(egress: &Egress, target: &Target, via: &'static str) -> Result<TcpStream
     Err(Refusal::failed(format!("connecting failed: {last}"), 0x05))
 }
 
-/// Connects to `address` with a timeout, marking the socket first when asked.
-pub fn dial(address: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStream> {
+/// Connects to `address` within `timeout`, marking the socket first when asked.
+pub fn dial(
+    address: SocketAddr,
+    mark: Option<u32>,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
     let Some(mark) = mark else {
-        let stream = TcpStream::connect_timeout(&address, DIAL_TIMEOUT)?;
+        let stream = TcpStream::connect_timeout(&address, timeout)?;
         let _ = stream.set_nodelay(true);
         return Ok(stream);
     };
@@ -294,19 +303,7 @@ pub fn dial(address: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStream
     }
     // SAFETY: fd is ours.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: setting SO_MARK with a u32.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_MARK,
-            (&mark as *const u32).cast(),
-            4,
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    upstream::set_mark(&owned, Some(mark))?;
     let stream = TcpStream::from(owned);
     // std has no connect on an existing socket: connect by hand, bounded by a poll.
     stream.set_nonblocking(true)?;
@@ -330,7 +327,7 @@ pub fn dial(address: SocketAddr, mark: Option<u32>) -> std::io::Result<TcpStream
             revents: 0,
         }];
         // SAFETY: polling one descriptor we own.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, DIAL_TIMEOUT.as_millis() as i32) };
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout.as_millis() as i32) };
         if ready <= 0 {
             return Err(std::io::Error::new(
                 ErrorKind::TimedOut,

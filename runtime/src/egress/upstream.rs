@@ -1,10 +1,14 @@
 //! Looking up what a name really resolves to, for every connection: through the host's own
 //! resolver (the C library's, so `/etc/hosts`, `nsswitch.conf` and a local stub all apply), or
 //! through a DNS server named by `--resolver` or the node configuration, spoken to directly.
-//! The lookup happens in the network namespace of the calling thread.
+//! The lookup happens in the network namespace of the calling thread, or, for the host's
+//! resolver when the proxy lives in an engine's namespace ([`Outbound::Engine`]), in the
+//! host's.
 
+use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
@@ -14,9 +18,11 @@ use hickory_proto::rr::{Name, RData, RecordType};
 const ATTEMPT: Duration = Duration::from_millis(1500);
 const ATTEMPTS: usize = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Resolver {
     /// The host's resolver (`getaddrinfo`).
+    #[default]
     System,
     /// A DNS server at this address (port 53 unless given).
     Server(SocketAddr),
@@ -57,8 +63,88 @@ impl std::fmt::Display for LookupError {
     }
 }
 
+/// Where the proxy's own traffic (its upstream connections and lookups) leaves from.
+#[derive(Debug, Default)]
+pub enum Outbound {
+    /// From the namespace the proxy's threads are in: the caller's (`mxc run`, and a namespace
+    /// of the runtime's own, which has no way out of its own).
+    #[default]
+    Here,
+    /// The proxy's threads live in an engine's namespace (a pod's), so that its connections
+    /// leave from there and cluster network policies see the pod; they carry `mark`, which the
+    /// namespace's rules let through. The host's resolver is asked from `host`, the host's
+    /// namespace (asked from the pod's, it would be captured back to the proxy); `engine` is
+    /// where the asking thread returns.
+    Engine { mark: u32, host: File, engine: File },
+}
+
+impl Outbound {
+    /// The socket mark of upstream connections.
+    pub fn mark(&self) -> Option<u32> {
+        match self {
+            Outbound::Here => None,
+            Outbound::Engine { mark, .. } => Some(*mark),
+        }
+    }
+
+    /// Moves the calling thread to where upstream connections leave from (the engine's
+    /// namespace); nothing to do for [`Outbound::Here`].
+    pub fn enter(&self) -> std::io::Result<()> {
+        match self {
+            Outbound::Here => Ok(()),
+            Outbound::Engine { engine, .. } => {
+                nix::sched::setns(engine.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)
+            }
+        }
+    }
+
+    /// Runs `f` on this thread in the host's namespace (no change for [`Outbound::Here`]).
+    fn in_host_namespace<T>(&self, f: impl FnOnce() -> T) -> T {
+        let Outbound::Engine { host, engine, .. } = self else {
+            return f();
+        };
+        let enter = |ns: &File| nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET);
+        if let Err(error) = enter(host) {
+            tracing::warn!(%error, "joining the host's network namespace for a lookup");
+        }
+        let result = f();
+        if enter(engine).is_err() {
+            // A thread left in the host's namespace would dial from there: never go on.
+            std::process::abort();
+        }
+        result
+    }
+}
+
+/// Sets the socket mark on `socket` (a no-op without one).
+pub(super) fn set_mark(socket: &impl AsRawFd, mark: Option<u32>) -> std::io::Result<()> {
+    let Some(mark) = mark else {
+        return Ok(());
+    };
+    // SAFETY: setting SO_MARK with a u32 on a socket we own.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&mark as *const u32).cast(),
+            4,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// Every address of `name` (IPv4 and IPv6), in the resolver's order.
-pub fn lookup(resolver: &Resolver, name: &str) -> Result<Vec<IpAddr>, LookupError> {
+pub fn lookup(
+    resolver: &Resolver,
+    outbound: &Outbound,
+    name: &str,
+) -> Result<Vec<IpAddr>, LookupError> {
     match resolver {
         #[cfg(test)]
         Resolver::Fixed(table) => table
@@ -66,7 +152,7 @@ pub fn lookup(resolver: &Resolver, name: &str) -> Result<Vec<IpAddr>, LookupErro
             .find(|(n, _)| n == name)
             .map(|(_, a)| a.clone())
             .ok_or(LookupError::NoSuchName),
-        Resolver::System => match (name, 0).to_socket_addrs() {
+        Resolver::System => match outbound.in_host_namespace(|| (name, 0).to_socket_addrs()) {
             Ok(found) => {
                 let mut out: Vec<IpAddr> = Vec::new();
                 for address in found {
@@ -95,7 +181,7 @@ pub fn lookup(resolver: &Resolver, name: &str) -> Result<Vec<IpAddr>, LookupErro
             let mut out = Vec::new();
             let mut failure = None;
             for kind in [RecordType::A, RecordType::AAAA] {
-                match ask(*server, name, kind) {
+                match ask(*server, outbound.mark(), name, kind) {
                     Ok(addresses) => out.extend(addresses),
                     Err(LookupError::NoSuchName) => {}
                     Err(error) => failure = Some(error),
@@ -127,7 +213,12 @@ fn query(name: &str, kind: RecordType) -> Result<(u16, Vec<u8>), LookupError> {
 }
 
 /// One question to `server`, over UDP with a TCP retry when the answer was truncated.
-fn ask(server: SocketAddr, name: &str, kind: RecordType) -> Result<Vec<IpAddr>, LookupError> {
+fn ask(
+    server: SocketAddr,
+    mark: Option<u32>,
+    name: &str,
+    kind: RecordType,
+) -> Result<Vec<IpAddr>, LookupError> {
     let failed = |e: std::io::Error| LookupError::Failed(format!("{server}: {e}"));
     let (id, bytes) = query(name, kind)?;
     let bind: SocketAddr = if server.is_ipv4() {
@@ -136,6 +227,7 @@ fn ask(server: SocketAddr, name: &str, kind: RecordType) -> Result<Vec<IpAddr>, 
         "[::]:0".parse().expect("literal")
     };
     let socket = UdpSocket::bind(bind).map_err(failed)?;
+    set_mark(&socket, mark).map_err(failed)?;
     socket.connect(server).map_err(failed)?;
     socket.set_read_timeout(Some(ATTEMPT)).map_err(failed)?;
     let mut buf = vec![0u8; 4096];
@@ -152,7 +244,7 @@ fn ask(server: SocketAddr, name: &str, kind: RecordType) -> Result<Vec<IpAddr>, 
                         continue;
                     }
                     if answer.metadata.truncation {
-                        return ask_tcp(server, name, kind);
+                        return ask_tcp(server, mark, name, kind);
                     }
                     return addresses(&answer);
                 }
@@ -166,10 +258,15 @@ fn ask(server: SocketAddr, name: &str, kind: RecordType) -> Result<Vec<IpAddr>, 
     Err(last)
 }
 
-fn ask_tcp(server: SocketAddr, name: &str, kind: RecordType) -> Result<Vec<IpAddr>, LookupError> {
+fn ask_tcp(
+    server: SocketAddr,
+    mark: Option<u32>,
+    name: &str,
+    kind: RecordType,
+) -> Result<Vec<IpAddr>, LookupError> {
     let failed = |e: std::io::Error| LookupError::Failed(format!("{server} (tcp): {e}"));
     let (id, bytes) = query(name, kind)?;
-    let mut stream = TcpStream::connect_timeout(&server, ATTEMPT).map_err(failed)?;
+    let mut stream = super::proxy::dial(server, mark, ATTEMPT).map_err(failed)?;
     stream.set_read_timeout(Some(ATTEMPT)).map_err(failed)?;
     let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
     framed.extend(bytes);
@@ -228,7 +325,7 @@ mod tests {
 
     #[test]
     fn the_system_resolver_reads_hosts() {
-        assert!(lookup(&Resolver::System, "localhost")
+        assert!(lookup(&Resolver::System, &Outbound::Here, "localhost")
             .unwrap()
             .iter()
             .any(|a| a.is_loopback()));

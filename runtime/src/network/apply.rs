@@ -2,8 +2,6 @@
 //! the ruleset installed, then each service started, beside the caller or detached from it as
 //! the setup's [`Lifetime`] says.
 
-use mxc_translate::compile::capture::Namespace;
-
 use super::plan::{Lifetime, NetworkSetup, Service};
 use super::relay::Relay;
 use super::slirp::{self, Slirp};
@@ -52,8 +50,15 @@ pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, Networ
         let running = match early.take() {
             Some(Early::Stack(slirp)) => Running::Stack(slirp.ready()?),
             Some(Early::DetachedStack(slirp)) => Running::Detached(slirp.ready()?.record()?),
-            Some(Early::DetachedListener(listener)) => Running::Detached(listener.ready()?),
-            None => start(pid, service, setup.lifetime)?,
+            Some(Early::DetachedListener(listener)) => Running::Detached(
+                listener
+                    .ready("the denial listener")
+                    .map_err(|e| NetworkError::io("starting the denial listener", e))?,
+            ),
+            None => match start(pid, service, setup.lifetime)? {
+                Some(running) => running,
+                None => continue,
+            },
         };
         attachment.running.push(running);
     }
@@ -64,7 +69,7 @@ pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, Networ
 enum Early {
     Stack(slirp::Starting<Slirp>),
     DetachedStack(slirp::Starting<slirp::Detached>),
-    DetachedListener(nflog::StartingListener),
+    DetachedListener(crate::helper::Starting),
 }
 
 /// Starts `service` now if it is a process of its own that can set itself up meanwhile.
@@ -81,42 +86,39 @@ fn early(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Option<Early
     })
 }
 
-fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, NetworkError> {
+/// Starts `service`; `None` when something already running serves it.
+fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Option<Running>, NetworkError> {
     let outlives_caller = |what: &str| {
         NetworkError::Relay(format!("{what} cannot outlive the process that started it"))
     };
-    Ok(match (service, lifetime) {
-        (
-            Service::EgressProxy {
-                filter,
-                resolver,
-                host_addresses,
-                table,
-                log_group,
-                audit,
-            },
-            Lifetime::Caller,
-        ) => {
-            let audit = audit.as_ref().map(|target| target.audit.clone());
-            let mut egress = Egress::new(filter, resolver.clone(), audit);
-            egress.host_addresses = host_addresses.clone();
+    Ok(Some(match (service, lifetime) {
+        (Service::EgressProxy(proxy), Lifetime::Caller) => {
+            let audit = proxy.audit.as_ref().map(|target| target.audit.clone());
+            let mut egress = Egress::new(&proxy.filter, proxy.resolver.clone(), audit);
+            egress.host_addresses = proxy.host_addresses.clone();
             Running::Egress(Capture::start(
                 pid,
                 egress,
-                Namespace::Own,
-                table,
-                *log_group,
+                proxy.namespace,
+                &proxy.table,
+                proxy.log_group,
+                None,
             )?)
         }
-        (Service::EgressProxy { .. }, Lifetime::Container) => {
-            return Err(outlives_caller("the egress proxy"))
+        (Service::EgressProxy(proxy), Lifetime::Container) => {
+            match crate::egress::detached::start(pid, proxy)? {
+                Some(process) => Running::Detached(process),
+                None => return Ok(None),
+            }
         }
         (Service::DenialLog(target), Lifetime::Caller) => Running::DenialLog(
             DenialListener::start(pid, target.audit.clone(), target.group)?,
         ),
-        (Service::DenialLog(target), Lifetime::Container) => {
-            Running::Detached(nflog::spawn_detached(pid, target)?.ready()?)
-        }
+        (Service::DenialLog(target), Lifetime::Container) => Running::Detached(
+            nflog::spawn_detached(pid, target)?
+                .ready("the denial listener")
+                .map_err(|e| NetworkError::io("starting the denial listener", e))?,
+        ),
         (Service::ProxyRelay { listen, target }, Lifetime::Caller) => {
             Running::Relay(Relay::start(pid, *listen, *target)?)
         }
@@ -127,7 +129,7 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Running, Net
         (Service::UserspaceStack, Lifetime::Container) => {
             Running::Detached(slirp::spawn_detached(pid)?.ready()?.record()?)
         }
-    })
+    }))
 }
 
 impl NetworkAttachment {

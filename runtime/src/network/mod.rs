@@ -6,23 +6,23 @@
 //! steps: [`plan`] decides (pure), [`apply`] does.
 
 mod apply;
-mod hosts;
 pub(crate) mod netns;
 mod plan;
 mod relay;
 mod slirp;
+pub mod tables;
 
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
-use mxc_translate::hosts::HostRule;
 use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
 use mxc_translate::NetworkPlan;
 
 pub use apply::{apply, NetworkAttachment};
-pub use hosts::resolve_names;
 pub use netns::in_netns;
-pub use plan::{plan, HostNetwork, Lifetime, NetworkSetup, PlanOptions, Ruleset, Service};
+pub use plan::{
+    plan, EgressProxy, HostNetwork, Lifetime, NetworkSetup, PlanOptions, Ruleset, Service,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -38,6 +38,8 @@ pub enum NetworkError {
     Resolve { name: String, reason: String },
     #[error("the proxy relay failed: {0}")]
     Relay(String),
+    #[error("the egress proxy: {0}")]
+    Egress(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -76,13 +78,6 @@ pub fn remove_table_at(path: &Path, table: &str) -> Result<(), NetworkError> {
     let netns = std::fs::File::open(path)
         .map_err(|e| NetworkError::io(format!("opening {}", path.display()), e))?;
     remove_table(&netns, table)
-}
-
-/// Exact host names resolved once at start (bundle mode, where the egress proxy does not run
-/// yet).
-#[derive(Debug, Clone, Default)]
-pub struct ResolvedNames {
-    pub entries: Vec<(HostRule, Vec<IpAddr>)>,
 }
 
 /// Loads `ruleset` into the network namespace of `pid` with `nft -f -`.
@@ -130,9 +125,8 @@ fn host_addresses() -> Result<Vec<IpAddr>, NetworkError> {
 }
 
 impl HostNetwork {
-    /// What planning `policy` needs to know about this host; `names` are the exact host names
-    /// resolved once (bundle mode, [`policy_names`]).
-    pub fn gather(policy: &NetworkPlan, names: ResolvedNames) -> Result<HostNetwork, NetworkError> {
+    /// What planning `policy` needs to know about this host.
+    pub fn gather(policy: &NetworkPlan) -> Result<HostNetwork, NetworkError> {
         let proxy = match policy {
             NetworkPlan::ProxyOnly {
                 proxy: ProxyEndpoint::Url { host, port, .. },
@@ -150,17 +144,8 @@ impl HostNetwork {
         };
         Ok(HostNetwork {
             addresses: host_addresses()?,
-            names,
             proxy,
         })
-    }
-}
-
-/// Bundle mode, where the egress proxy does not run: the policy's host names resolved once.
-pub fn policy_names(policy: &NetworkPlan) -> Result<ResolvedNames, NetworkError> {
-    match policy {
-        NetworkPlan::Filtered(filter) if !filter.hosts.is_empty() => resolve_names(&filter.hosts),
-        _ => Ok(ResolvedNames::default()),
     }
 }
 

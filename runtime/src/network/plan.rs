@@ -6,11 +6,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use mxc_translate::compile::capture::Namespace;
 use mxc_translate::compile::nftables::{self, NetworkFacts};
 use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
 use mxc_translate::{EgressFilter, NetworkPlan};
 
-use super::{AuditTarget, Connectivity, NetworkError, ResolvedNames};
+use super::{AuditTarget, Connectivity, NetworkError};
 use crate::egress::Resolver;
 
 /// How long what runs beside the sandbox must live.
@@ -50,16 +51,7 @@ pub enum Service {
     /// Host-name rules: the egress proxy and resolver, the sandbox's only way out. They bind
     /// inside the namespace and install the rules that send its traffic to them (the table
     /// depends on the ports they get), so the plan has no ruleset of its own.
-    EgressProxy {
-        filter: EgressFilter,
-        resolver: Resolver,
-        /// The host's own addresses, which names never lead to.
-        host_addresses: Vec<IpAddr>,
-        table: String,
-        log_group: u16,
-        /// Where refused names and connections are recorded.
-        audit: Option<AuditTarget>,
-    },
+    EgressProxy(EgressProxy),
     /// Writes each packet the rules deny (NFLOG) to the audit log.
     DenialLog(AuditTarget),
     /// Makes a proxy on host loopback reachable: listens on `listen` inside the sandbox and
@@ -72,13 +64,27 @@ pub enum Service {
     UserspaceStack,
 }
 
+/// The egress proxy and resolver of one container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EgressProxy {
+    pub filter: EgressFilter,
+    pub resolver: Resolver,
+    /// The host's own addresses, which names never lead to.
+    pub host_addresses: Vec<IpAddr>,
+    /// A namespace of the runtime's own (loopback only; upstream connections leave from the
+    /// host) or the engine's (upstream connections leave from it).
+    pub namespace: Namespace,
+    pub table: String,
+    pub log_group: u16,
+    /// Where refused names and connections are recorded.
+    pub audit: Option<AuditTarget>,
+}
+
 /// What the plan must know about the host.
 #[derive(Debug, Clone, Default)]
 pub struct HostNetwork {
     /// The host's own addresses: reaching one from the sandbox reaches the host.
     pub addresses: Vec<IpAddr>,
-    /// Names from legacy host lists, resolved once.
-    pub names: ResolvedNames,
     /// The proxy's addresses, for a proxy that is not on host loopback.
     pub proxy: Vec<SocketAddr>,
 }
@@ -110,7 +116,6 @@ pub fn plan(
     let userspace = options.connectivity == Connectivity::Userspace;
     let mut facts = NetworkFacts {
         host_addresses: host.addresses.clone(),
-        resolved: host.names.entries.clone(),
         proxy: Vec::new(),
         table: options.table.clone(),
         log_group: options.log_group,
@@ -146,24 +151,28 @@ pub fn plan(
         services: Vec::new(),
         lifetime: options.lifetime,
     };
-    match policy {
-        // Egress by name where the proxy can live as long as the sandbox; in bundle mode the
-        // names were resolved once (`host.names`) and are enforced on their addresses.
-        NetworkPlan::Filtered(filter)
-            if !filter.hosts.is_empty() && options.lifetime == Lifetime::Caller && userspace =>
-        {
-            setup.services.push(Service::EgressProxy {
+    if let NetworkPlan::Filtered(filter) = policy {
+        if !filter.hosts.is_empty() {
+            // Egress by name: the proxy is the only way out. A namespace of the runtime's own
+            // gets no userspace stack; in an engine's, the proxy's connections leave from it.
+            // Either way the proxy needs loopback, where its listeners are.
+            setup.loopback_up = true;
+            setup.services.push(Service::EgressProxy(EgressProxy {
                 filter: filter.clone(),
                 resolver: options.resolver,
                 host_addresses: host.addresses.clone(),
+                namespace: if userspace {
+                    Namespace::Own
+                } else {
+                    Namespace::Engine
+                },
                 table: options.table,
                 log_group: options.log_group,
                 audit: options.audit.clone(),
-            });
+            }));
             setup.services.extend(options.audit.map(Service::DenialLog));
             return Ok(setup);
         }
-        _ => {}
     }
     let Some(text) = nftables::ruleset(policy, &facts) else {
         // Isolated: a namespace of the runtime's own has loopback only; one the engine provided
@@ -379,42 +388,38 @@ mod tests {
     }
 
     #[test]
-    fn host_name_rules_run_the_egress_proxy_for_mxc_run_and_resolve_once_in_bundle_mode() {
+    fn host_name_rules_run_the_egress_proxy_in_every_kind_of_namespace() {
         use mxc_translate::hosts::HostRule;
         use mxc_translate::network::Action;
         let rule =
-            HostRule::parse("network.allowedHosts[0]", "api.example.test", Action::Allow).unwrap();
+            HostRule::parse("network.allowedHosts[0]", "*.example.test", Action::Allow).unwrap();
         let policy = NetworkPlan::Filtered(EgressFilter {
             default_allow: false,
             deny: Vec::new(),
             allow: Vec::new(),
-            hosts: vec![rule.clone()],
+            hosts: vec![rule],
         });
-        let setup = plan(
-            &policy,
-            options(Connectivity::Userspace, Lifetime::Caller),
-            &host(),
-        )
-        .unwrap();
-        assert_eq!(setup.rules, None, "the proxy installs its own");
-        assert!(matches!(
-            setup.services.as_slice(),
-            [Service::EgressProxy { .. }, Service::DenialLog(_)]
-        ));
-
-        let host = HostNetwork {
-            names: ResolvedNames {
-                entries: vec![(rule, vec!["198.18.0.5".parse().unwrap()])],
-            },
-            ..host()
-        };
-        let setup = plan(
-            &policy,
-            options(Connectivity::EngineProvided, Lifetime::Container),
-            &host,
-        )
-        .unwrap();
-        assert!(setup.rules.unwrap().text.contains("198.18.0.5"));
-        assert!(matches!(setup.services.as_slice(), [Service::DenialLog(_)]));
+        for (connectivity, lifetime, namespace) in [
+            (Connectivity::Userspace, Lifetime::Caller, Namespace::Own),
+            (Connectivity::Userspace, Lifetime::Container, Namespace::Own),
+            (
+                Connectivity::EngineProvided,
+                Lifetime::Container,
+                Namespace::Engine,
+            ),
+        ] {
+            let setup = plan(&policy, options(connectivity, lifetime), &host()).unwrap();
+            assert_eq!(setup.rules, None, "the proxy installs its own");
+            assert!(setup.loopback_up, "its listeners are on loopback");
+            assert_eq!(setup.lifetime, lifetime);
+            match setup.services.as_slice() {
+                [Service::EgressProxy(proxy), Service::DenialLog(_)] => {
+                    assert_eq!(proxy.namespace, namespace);
+                    assert_eq!(proxy.table, "mxc_t");
+                    assert_eq!(proxy.host_addresses, host().addresses);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

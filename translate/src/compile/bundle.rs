@@ -111,10 +111,7 @@ pub fn apply_to_bundle(
                 .collect()
         })
         .unwrap_or_default();
-    process.insert(
-        "env".into(),
-        json!(environment(policy, &base_env, None, false)),
-    );
+    process.insert("env".into(), json!(environment(policy, &base_env, None)));
     let capabilities = match process.get("capabilities") {
         Some(asked) if !options.capabilities.is_empty() => {
             keep_capabilities(asked, options.capabilities)

@@ -55,11 +55,21 @@ pub struct CaptureFacts {
     pub namespace: Namespace,
     /// The table's name.
     pub table: String,
-    /// Loopback ports the proxy listens on inside the namespace.
-    pub transparent_port: u16,
-    pub dns_port: u16,
+    /// Where the namespace's traffic is sent: the proxy's listeners on loopback. `None` for a
+    /// table that only filters: in an engine's namespace that the proxy of another container
+    /// already serves, whose table redirects every connection first.
+    pub listeners: Option<Listeners>,
     /// NFLOG group for what is dropped.
     pub log_group: u16,
+    /// The table's comment (how the next container in a shared namespace finds the proxy).
+    pub comment: Option<String>,
+}
+
+/// The loopback ports the proxy listens on inside the namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listeners {
+    pub transparent_port: u16,
+    pub dns_port: u16,
 }
 
 /// The audit rule name of what name mode drops: UDP other than DNS, ICMP, anything not TCP.
@@ -72,32 +82,12 @@ pub fn ruleset(facts: &CaptureFacts) -> String {
     let group = facts.log_group;
     let mark = format!("0x{UPSTREAM_MARK:08x}");
     let _ = writeln!(out, "table inet {table} {{");
-    let _ = writeln!(out, "  chain capture {{");
-    let _ = writeln!(
-        out,
-        "    type nat hook output priority -100; policy accept;"
-    );
-    if facts.namespace == Namespace::Engine {
-        let _ = writeln!(out, "    meta mark {mark} return");
+    if let Some(comment) = &facts.comment {
+        let _ = writeln!(out, "  comment \"{}\"", comment.replace('"', "'"));
     }
-    // DNS first: a resolver on loopback (a local stub's 127.0.0.53) is captured too.
-    let _ = writeln!(
-        out,
-        "    meta l4proto {{ tcp, udp }} th dport 53 redirect to :{}",
-        facts.dns_port
-    );
-    let _ = writeln!(out, "    ip daddr 127.0.0.0/8 return");
-    let _ = writeln!(out, "    ip6 daddr ::1 return");
-    if facts.namespace == Namespace::Own {
-        let _ = writeln!(out, "    ip daddr {SANDBOX_V4} return");
-        let _ = writeln!(out, "    ip6 daddr {SANDBOX_V6} return");
+    if let Some(listeners) = facts.listeners {
+        capture_chain(&mut out, facts.namespace, listeners);
     }
-    let _ = writeln!(
-        out,
-        "    meta l4proto tcp redirect to :{}",
-        facts.transparent_port
-    );
-    let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "  chain output {{");
     let _ = writeln!(out, "    type filter hook output priority 0; policy drop;");
     // After the redirect, what is captured is addressed to loopback.
@@ -145,23 +135,69 @@ pub fn ruleset(facts: &CaptureFacts) -> String {
     out
 }
 
+/// The NAT chain that redirects DNS and TCP to the proxy's listeners.
+fn capture_chain(out: &mut String, namespace: Namespace, listeners: Listeners) {
+    let mark = format!("0x{UPSTREAM_MARK:08x}");
+    let _ = writeln!(out, "  chain capture {{");
+    let _ = writeln!(
+        out,
+        "    type nat hook output priority -100; policy accept;"
+    );
+    if namespace == Namespace::Engine {
+        let _ = writeln!(out, "    meta mark {mark} return");
+    }
+    // DNS first: a resolver on loopback (a local stub's 127.0.0.53) is captured too.
+    let _ = writeln!(
+        out,
+        "    meta l4proto {{ tcp, udp }} th dport 53 redirect to :{}",
+        listeners.dns_port
+    );
+    let _ = writeln!(out, "    ip daddr 127.0.0.0/8 return");
+    let _ = writeln!(out, "    ip6 daddr ::1 return");
+    if namespace == Namespace::Own {
+        let _ = writeln!(out, "    ip daddr {SANDBOX_V4} return");
+        let _ = writeln!(out, "    ip6 daddr {SANDBOX_V6} return");
+    }
+    let _ = writeln!(
+        out,
+        "    meta l4proto tcp redirect to :{}",
+        listeners.transparent_port
+    );
+    let _ = writeln!(out, "  }}");
+}
+
 /// The `ip -batch` commands that give a namespace of the runtime's own its address and its
-/// routes over loopback.
-pub fn own_namespace_routes() -> String {
-    format!(
+/// routes over loopback (IPv6 too when the namespace has it).
+pub fn own_namespace_routes(ipv6: bool) -> String {
+    let mut out = format!(
         "address add {SANDBOX_V4}/32 dev lo\n\
-         address add {SANDBOX_V6}/128 dev lo nodad\n\
-         route add 0.0.0.0/0 dev lo src {SANDBOX_V4}\n\
-         route add ::/0 dev lo src {SANDBOX_V6}\n"
-    )
+         route add 0.0.0.0/0 dev lo src {SANDBOX_V4}\n"
+    );
+    if ipv6 {
+        out.push_str(&format!(
+            "address add {SANDBOX_V6}/128 dev lo nodad\n\
+             route add ::/0 dev lo src {SANDBOX_V6}\n"
+        ));
+    }
+    out
 }
 
 /// The `ip -batch` commands that route the name pools over loopback in an engine's namespace
-/// (which may have no IPv6 route, or no default route, of its own).
-pub fn engine_namespace_routes() -> String {
+/// (which may have no IPv6 route, or no default route, of its own). `replace`: a proxy that
+/// served the namespace before may have left them.
+pub fn engine_namespace_routes(ipv6: bool) -> String {
+    let mut out = format!("route replace {NAME_POOL_V4} dev lo src 127.0.0.1\n");
+    if ipv6 {
+        out.push_str(&format!("route replace {NAME_POOL_V6} dev lo src ::1\n"));
+    }
+    out
+}
+
+/// The `ip -batch` commands that take [`engine_namespace_routes`] out again.
+pub fn engine_namespace_routes_removal() -> String {
     format!(
-        "route add {NAME_POOL_V4} dev lo src 127.0.0.1\n\
-         route add {NAME_POOL_V6} dev lo src ::1\n"
+        "route del {NAME_POOL_V4} dev lo\n\
+         route del {NAME_POOL_V6} dev lo\n"
     )
 }
 
@@ -179,9 +215,12 @@ mod tests {
         let text = ruleset(&CaptureFacts {
             namespace: Namespace::Own,
             table: "mxc".into(),
-            transparent_port: 15001,
-            dns_port: 15053,
+            listeners: Some(Listeners {
+                transparent_port: 15001,
+                dns_port: 15053,
+            }),
             log_group: 17,
+            comment: None,
         });
         let dns = text.find("th dport 53 redirect to :15053").unwrap();
         let loopback = text.find("ip daddr 127.0.0.0/8 return").unwrap();
@@ -189,16 +228,31 @@ mod tests {
         assert!(dns < loopback && loopback < tcp, "{text}");
         assert!(!text.contains("meta mark"));
         assert!(text.contains(&format!("ip daddr {SANDBOX_V4} accept")));
-        let engine = ruleset(&CaptureFacts {
+        let mut facts = CaptureFacts {
             namespace: Namespace::Engine,
             table: "mxc_x".into(),
-            transparent_port: 1,
-            dns_port: 2,
+            listeners: Some(Listeners {
+                transparent_port: 1,
+                dns_port: 2,
+            }),
             log_group: 1000,
-        });
+            comment: Some("mxc-egress \"x\"".into()),
+        };
+        let engine = ruleset(&facts);
         let mark = engine.find("meta mark 0x6d786301 return").unwrap();
         assert!(mark < engine.find("th dport 53").unwrap(), "{engine}");
         assert!(engine.contains("meta mark 0x6d786301 accept"));
+        assert!(
+            engine.contains("  comment \"mxc-egress 'x'\"\n"),
+            "{engine}"
+        );
+
+        // Beside the table of the proxy's own container: the same filter, no redirect.
+        facts.listeners = None;
+        let filter_only = ruleset(&facts);
+        assert!(!filter_only.contains("redirect"), "{filter_only}");
+        assert!(filter_only.contains("meta mark 0x6d786301 accept"));
+        assert!(filter_only.contains("policy drop"));
     }
 
     #[test]

@@ -181,14 +181,9 @@ fn policy_mounts(steps: &[MountStep], staging_dir: &Path) -> PolicyMounts {
 }
 
 /// The process environment: the policy's entries (later duplicates win, in first-seen order),
-/// `PATH` when the policy sets none (before schema 1.0), `PWD` when a cwd is known. With `egress_proxy`, a policy
+/// `PATH` when the policy sets none (before schema 1.0), `PWD` when a cwd is known. A policy
 /// with host rules gets proxy variables naming the egress proxy on the sandbox's loopback.
-fn environment(
-    policy: &Policy,
-    base: &[String],
-    cwd: Option<&Path>,
-    egress_proxy: bool,
-) -> Vec<String> {
+fn environment(policy: &Policy, base: &[String], cwd: Option<&Path>) -> Vec<String> {
     fn set(entries: &mut Vec<(String, String)>, key: &str, value: &str) {
         match entries.iter_mut().find(|(k, _)| k == key) {
             Some(slot) => slot.1 = value.to_string(),
@@ -215,7 +210,7 @@ fn environment(
         }
     }
     if let NetworkPlan::Filtered(filter) = &policy.network {
-        if egress_proxy && !filter.hosts.is_empty() {
+        if !filter.hosts.is_empty() {
             entries.retain(|(k, _)| !PROXY_VARIABLES.iter().any(|p| p.eq_ignore_ascii_case(k)));
             let url = capture::proxy_url();
             for key in &PROXY_VARIABLES[..4] {

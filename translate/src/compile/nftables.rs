@@ -9,8 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
 
-use crate::hosts::HostRule;
-use crate::network::Action;
 use crate::network::{Peer, PortSelector, Protocol, Rule};
 use crate::policy::{EgressFilter, NetworkPlan};
 
@@ -53,9 +51,6 @@ pub struct NetworkFacts {
     /// Addresses that reach the host itself from the sandbox (the host's addresses, the
     /// userspace stack's gateway); dropped first unless host loopback is allowed.
     pub host_addresses: Vec<IpAddr>,
-    /// Exact host names and what they resolved to at start (bundle mode, until the egress
-    /// proxy runs there).
-    pub resolved: Vec<(HostRule, Vec<IpAddr>)>,
     /// The proxy's addresses inside the sandbox's view (proxy-only mode).
     pub proxy: Vec<SocketAddr>,
     /// The table's name; [`TABLE`] when empty.
@@ -123,7 +118,7 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
                 prefix("deny", "proxy-only")
             );
         }
-        NetworkPlan::Filtered(filter) => egress(&mut out, filter, facts, group),
+        NetworkPlan::Filtered(filter) => egress(&mut out, filter, group),
     }
     let _ = writeln!(out, "  }}");
     let _ = writeln!(out, "  chain input {{");
@@ -147,7 +142,7 @@ pub fn ruleset(plan: &NetworkPlan, facts: &NetworkFacts) -> Option<String> {
     Some(out)
 }
 
-fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts, group: u16) {
+fn egress(out: &mut String, filter: &EgressFilter, group: u16) {
     for rule in &filter.deny {
         for line in matches(rule) {
             let _ = writeln!(
@@ -157,32 +152,9 @@ fn egress(out: &mut String, filter: &EgressFilter, facts: &NetworkFacts, group: 
             );
         }
     }
-    for (host, addresses) in facts
-        .resolved
-        .iter()
-        .filter(|(h, _)| h.action == Action::Deny)
-    {
-        for address in addresses {
-            let _ = writeln!(
-                out,
-                "    {} daddr {address} log group {group} prefix \"{}\" drop",
-                family(address),
-                prefix("deny", &host.origin)
-            );
-        }
-    }
     for rule in &filter.allow {
         for line in matches(rule) {
             let _ = writeln!(out, "    {line}accept");
-        }
-    }
-    for (_, addresses) in facts
-        .resolved
-        .iter()
-        .filter(|(h, _)| h.action == Action::Allow)
-    {
-        for address in addresses {
-            let _ = writeln!(out, "    {} daddr {address} accept", family(address));
         }
     }
     if filter.default_allow {

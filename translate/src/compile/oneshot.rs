@@ -97,7 +97,7 @@ pub fn one_shot(policy: &Policy, options: &OneShotOptions) -> Result<Sandbox, St
             "terminal": false,
             "user": {"uid": 0, "gid": 0},
             "args": ["/bin/sh", "-c", command_line],
-            "env": environment(policy, &[], Some(&cwd), true),
+            "env": environment(policy, &[], Some(&cwd)),
             "cwd": cwd,
             "capabilities": no_capabilities(),
             "noNewPrivileges": true,

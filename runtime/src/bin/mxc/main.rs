@@ -78,6 +78,14 @@ struct CheckArgs {
     /// Also resolve it for `mxc run` on this host (containment, backend sections, host paths).
     #[arg(long)]
     runnable: bool,
+    /// Also check this node configuration (TOML), as `mxc-runtime --config` and the shim read
+    /// it: its `[egress]` host rules and resolver, its `[ceiling]`.
+    #[arg(long, value_name = "FILE")]
+    node_config: Option<PathBuf>,
+    /// Also check this value of the annotation io.mxc.egress.hosts (`{"allow": [...], "deny":
+    /// [...]}`) against the node's ceiling, as the runtime does for a container.
+    #[arg(long, value_name = "JSON")]
+    egress_hosts: Option<String>,
     #[command(flatten)]
     target: TargetArgs,
     /// The MXC config file.
@@ -318,11 +326,43 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         Ok(config) => config,
         Err(errors) => return Ok(rejected(&errors)),
     };
-    let hosts = host_rules(&args.target)?;
-    if args.strict && !hosts.is_empty() {
+    let mut extensions = Vec::new();
+    if !host_rules(&args.target)?.is_empty() {
+        extensions.push("--allow-host and --deny-host");
+    }
+    if let Some(file) = &args.node_config {
+        use mxc_runtime::policy::{NodeConfig, NodeContext};
+        let node = NodeContext {
+            config_path: Some(file.clone()),
+            ..NodeContext::default()
+        };
+        let config = NodeConfig::load(&node)?;
+        let egress = &config.egress;
+        if !egress.rules().is_empty() || egress.resolver.is_some() {
+            extensions.push("the node configuration's [egress] host rules and resolver");
+        }
+        if let Some(text) = &args.egress_hosts {
+            use mxc_runtime::policy::{annotation_ceiling, egress_hosts_annotation};
+            let rules = egress_hosts_annotation(text)?;
+            let identity = mxc_runtime::oneshot::caller_identity();
+            let source = Source::Annotation(mxc_runtime::policy::EGRESS_HOSTS_ANNOTATION.into());
+            if let Err(errors) =
+                annotation_ceiling(&node, &config, identity)?.check_hosts(&source, &rules)
+            {
+                return Ok(rejected(&errors));
+            }
+        }
+    } else if let Some(text) = &args.egress_hosts {
+        mxc_runtime::policy::egress_hosts_annotation(text)?;
+    }
+    if args.egress_hosts.is_some() {
+        extensions.push("the annotation io.mxc.egress.hosts");
+    }
+    if args.strict && !extensions.is_empty() {
         eprintln!(
-            "note: --allow-host and --deny-host are mxc-oci extensions: MXC's own parser never \
-             sees them, and the config itself is checked as MXC would"
+            "note: {} are mxc-oci extensions: MXC's own parser never sees them, and the config \
+             itself is checked as MXC would",
+            extensions.join(", ")
         );
     }
     if args.runnable {
