@@ -24,7 +24,6 @@ mod record;
 pub mod seal;
 mod seccomp;
 pub mod signal;
-pub mod spans;
 pub mod spec;
 mod staging;
 pub mod stats;

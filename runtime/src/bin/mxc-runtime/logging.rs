@@ -100,7 +100,7 @@ impl Logging {
             }
             .with_filter(EnvFilter::new(directives))
         });
-        let spans = mxc_runtime::spans::layer();
+        let spans = crate::spans::layer();
         if layer.is_some() || spans.is_some() {
             let subscriber = tracing_subscriber::registry().with(layer).with(spans);
             let _ = tracing::subscriber::set_global_default(subscriber);

@@ -9,6 +9,7 @@
 //! | `console.rs` | a terminal of its own when the caller gave no console socket |
 //! | `resources.rs` | `update`'s flags and JSON |
 //! | `logging.rs` | runc-style logging (`--log`, `--log-format`) |
+//! | `../shared/spans.rs` | each span's wall-clock time, for profiling (`MXC_SPANS`) |
 
 mod args;
 mod commands;
@@ -16,6 +17,8 @@ mod console;
 mod foreground;
 mod logging;
 mod resources;
+#[path = "../shared/spans.rs"]
+mod spans;
 
 use clap::Parser;
 use mxc_runtime::error::error_chain;

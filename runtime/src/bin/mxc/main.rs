@@ -5,6 +5,8 @@
 
 #[path = "../shared/executor_contract.rs"]
 mod executor_contract;
+#[path = "../shared/spans.rs"]
+mod spans;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -199,7 +201,7 @@ fn init_tracing() {
             .log_internal_errors(false)
             .with_filter(tracing_subscriber::EnvFilter::new(filter))
     });
-    let spans = mxc_runtime::spans::layer();
+    let spans = spans::layer();
     if log.is_some() || spans.is_some() {
         let subscriber = tracing_subscriber::registry().with(log).with(spans);
         let _ = tracing::subscriber::set_global_default(subscriber);
