@@ -9,7 +9,6 @@
 pub mod audit;
 pub mod console;
 pub mod container;
-pub mod doctor;
 pub mod egress;
 pub mod error;
 mod executor;

@@ -168,7 +168,9 @@ pub fn missing_tools() -> Vec<String> {
     .collect()
 }
 
-pub(crate) fn which(tool: &str) -> Option<PathBuf> {
+/// Where `tool` is: on `PATH`, then in the system directories (the engine runs network tools
+/// found either way).
+pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
     std::env::split_paths(&path)
         .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))

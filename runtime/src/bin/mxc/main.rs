@@ -1,12 +1,14 @@
 //! `mxc`: MXC execution configs on Linux, enforced. `run` runs one in a sandbox (MXC's
 //! executor contract: `../shared/executor_contract.rs`), `check` validates a config,
 //! `translate` prints the OCI spec it compiles to, `explain` tells a reviewer what enforces each
-//! field.
+//! field, `doctor` what this host supports (`doctor.rs`).
 
 #[path = "../shared/executor_contract.rs"]
 mod executor_contract;
 #[path = "../shared/spans.rs"]
 mod spans;
+
+mod doctor;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -421,7 +423,7 @@ fn translate(args: CompileArgs) -> Result<ExitCode> {
 }
 
 fn doctor(args: DoctorArgs) -> Result<ExitCode> {
-    let report = mxc_runtime::doctor::examine();
+    let report = doctor::examine();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -251,7 +251,7 @@ fn seccomp() -> Check {
 }
 
 fn nftables() -> Check {
-    let Some(nft) = crate::network::which("nft") else {
+    let Some(nft) = mxc_runtime::network::which("nft") else {
         return check("nftables", Status::Missing, "nft is not installed")
             .fix("apt-get install nftables");
     };
@@ -275,7 +275,7 @@ fn nftables() -> Check {
 }
 
 fn program(program: &HostProgram) -> Check {
-    match crate::network::which(program.program) {
+    match mxc_runtime::network::which(program.program) {
         Some(path) => check(
             program.program,
             Status::Ok,
@@ -480,7 +480,7 @@ fn probe_idmapped_mount(dir: &Path) -> Result<(), String> {
 }
 
 fn node_config() -> Check {
-    let path = Path::new(crate::policy::DEFAULT_NODE_CONFIG);
+    let path = Path::new(mxc_runtime::policy::DEFAULT_NODE_CONFIG);
     if !path.exists() {
         return check(
             "node configuration",
@@ -489,7 +489,7 @@ fn node_config() -> Check {
         )
         .fix("deploy/install.sh writes one (see deploy/config.toml)");
     }
-    match crate::policy::NodeConfig::load(&crate::policy::NodeContext::default()) {
+    match mxc_runtime::policy::NodeConfig::load(&mxc_runtime::policy::NodeContext::default()) {
         Ok(config) => check(
             "node configuration",
             Status::Ok,
@@ -509,7 +509,7 @@ fn node_config() -> Check {
 
 /// containerd's config and whether it has the `mxc` runtime.
 pub fn containerd(config: &Path) -> Check {
-    let Some(binary) = crate::network::which("containerd") else {
+    let Some(binary) = mxc_runtime::network::which("containerd") else {
         return check("containerd", Status::Info, "containerd is not installed");
     };
     let version = Command::new(&binary)
@@ -517,7 +517,7 @@ pub fn containerd(config: &Path) -> Check {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default();
-    let shim = crate::network::which("containerd-shim-mxc-v1");
+    let shim = mxc_runtime::network::which("containerd-shim-mxc-v1");
     let text = std::fs::read_to_string(config).unwrap_or_default();
     let has_runtime = text.lines().any(|l| {
         let l = l.trim();
@@ -553,7 +553,7 @@ pub fn containerd(config: &Path) -> Check {
 
 /// Docker's daemon.json and whether it has the `mxc` runtime.
 pub fn docker(daemon_json: &Path) -> Check {
-    if crate::network::which("dockerd").is_none() {
+    if mxc_runtime::network::which("dockerd").is_none() {
         return check("docker", Status::Info, "dockerd is not installed");
     }
     let mut text = String::new();
@@ -638,7 +638,7 @@ mod tests {
             r#"{"runtimes": {"mxc": {"path": "/nonexistent/mxc-runtime"}}}"#,
         )
         .unwrap();
-        if crate::network::which("dockerd").is_some() {
+        if mxc_runtime::network::which("dockerd").is_some() {
             assert_eq!(docker(&json).status, Status::Missing);
             std::fs::write(&json, "{}").unwrap();
             assert_eq!(docker(&json).status, Status::Info);
