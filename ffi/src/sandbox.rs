@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use mxc_runtime::process::ExitStatus;
-use mxc_runtime::progress::{Event, ProgressReader};
+use mxc_runtime::oneshot::progress::{Event, ProgressReader};
 
 use crate::abi::{status, status_of};
 use crate::executor::{self, Child};

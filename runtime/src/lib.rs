@@ -18,7 +18,6 @@ pub mod network;
 pub mod oneshot;
 pub mod policy;
 pub mod process;
-pub mod progress;
 mod record;
 pub mod seal;
 mod seccomp;

@@ -21,7 +21,7 @@ use std::sync::mpsc::{channel, Sender};
 use base64::Engine as _;
 use clap::Parser;
 use mxc_runtime::oneshot::{self, ConfigInput, RunRequest, TerminalRequest};
-use mxc_runtime::progress::{Event, ProgressWriter};
+use mxc_runtime::oneshot::progress::{Event, ProgressWriter};
 use mxc_translate::Source;
 
 #[derive(Parser)]

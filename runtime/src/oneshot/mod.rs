@@ -1,8 +1,10 @@
 //! One MXC config, one sandbox, no daemon (`mxc run`, `lxc-exec`): the config is read, resolved
 //! for this host and compiled, the sandbox runs to completion with MXC's Linux semantics, and
 //! everything it set up is removed. [`run`] says how it ended ([`Outcome`]); how an entry point
-//! tells its caller (MXC's exit statuses and messages, a [`progress`](crate::progress) event for
+//! tells its caller (MXC's exit statuses and messages, a [`progress`] event for
 //! a supervisor) is the entry point's business.
+
+pub mod progress;
 
 use std::cell::Cell;
 use std::io::{Read, Write};
@@ -27,7 +29,6 @@ use crate::egress::Resolver;
 use crate::error::EngineError;
 use crate::network::{self, AuditTarget, Connectivity, HostNetwork, Lifetime, PlanOptions};
 use crate::policy::NodeContext;
-use crate::progress;
 use crate::staging::FreshRoot;
 
 /// Where `mxc run` keeps its engine state and per-run bundles.
