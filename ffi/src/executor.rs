@@ -10,7 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use mxc_runtime::process::PidFd;
+use mxc_runtime::PidFd;
 
 /// The directory name the SDK and `deploy/install.sh` use for this architecture.
 pub const ARCH_DIR: &str = if cfg!(target_arch = "aarch64") {
@@ -244,7 +244,7 @@ pub fn output(program: &Path, args: &[&str], timeout: std::time::Duration) -> io
         }
     }
     match child.pidfd.reap(true)? {
-        Some(mxc_runtime::process::ExitStatus::Exited(0)) => Ok(stdout),
+        Some(mxc_runtime::ExitStatus::Exited(0)) => Ok(stdout),
         status => Err(io::Error::other(format!("exited with {status:?}"))),
     }
 }

@@ -10,8 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mxc_runtime::process::ExitStatus;
 use mxc_runtime::oneshot::progress::{Event, ProgressReader};
+use mxc_runtime::ExitStatus;
 
 use crate::abi::{status, status_of};
 use crate::executor::{self, Child};

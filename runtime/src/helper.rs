@@ -5,7 +5,9 @@
 //!
 //! Every binary that embeds the engine calls [`run_if_requested`] first in `main`: when the
 //! process was started as a helper, it does the work and exits; otherwise it returns and the
-//! binary goes on with its own command line.
+//! binary goes on with its own command line. A binary that a container could reach through
+//! `/proc/<pid>/exe` (`mxc-runtime`, the shim) then re-executes itself from a read-only view of
+//! its binary ([`exec_path`], [`running_sealed`]).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -15,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::network::NetworkError;
 use crate::process::InitProcess;
+
+pub use crate::seal::{exec_path, running_sealed};
 
 /// The first argument of a helper process. No command line of an entry point uses it.
 const MARKER: &str = "mxc-engine-helper";

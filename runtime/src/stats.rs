@@ -6,16 +6,6 @@ use std::collections::{BTreeMap, HashMap};
 use libcgroups::stats::{BlkioDeviceStat, MemoryData, Stats};
 use serde::Serialize;
 
-/// One line of `events` output: `{"type":"stats","id":"...","data":{...}}`.
-#[derive(Debug, Serialize)]
-pub struct Event<'a, T: Serialize> {
-    #[serde(rename = "type")]
-    pub kind: &'a str,
-    pub id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<T>,
-}
-
 fn is_zero(n: &u64) -> bool {
     *n == 0
 }
@@ -256,15 +246,7 @@ mod tests {
             value: 4096,
         });
         let converted = RuncStats::from(&stats);
-        let event = Event {
-            kind: "stats",
-            id: "c1",
-            data: Some(&converted),
-        };
-        let json: serde_json::Value = serde_json::to_value(&event).unwrap();
-        assert_eq!(json["type"], "stats");
-        assert_eq!(json["id"], "c1");
-        let data = &json["data"];
+        let data = &serde_json::to_value(&converted).unwrap();
         assert_eq!(data["cpu"]["usage"]["total"], 11718235);
         assert_eq!(data["cpu"]["usage"]["percpu"][1], 4103227);
         assert_eq!(data["cpu"]["usage"]["kernel"], 0);

@@ -120,7 +120,7 @@ impl Container {
         spec: CreateSpec,
         deadline: Deadline,
     ) -> Result<Arc<Container>, TaskError> {
-        mxc_runtime::container::validate_id(&spec.id)
+        mxc_runtime::validate_id(&spec.id)
             .map_err(|e| TaskError::InvalidArgument(e.to_string()))?;
         let target = Target {
             id: spec.id.clone(),
@@ -487,7 +487,7 @@ impl Container {
             .collect())
     }
 
-    pub fn stats(&self) -> Result<mxc_runtime::stats::RuncStats, TaskError> {
+    pub fn stats(&self) -> Result<mxc_runtime::RuncStats, TaskError> {
         self.context()?.engine.stats(&self.target)
     }
 

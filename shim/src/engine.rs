@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use mxc_runtime::audit::Event;
 use mxc_runtime::policy::NodeContext;
-use mxc_runtime::stats::RuncStats;
+use mxc_runtime::RuncStats;
 use mxc_runtime::{EngineError, Signal};
 
 use crate::error::{failed, TaskError};

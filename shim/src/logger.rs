@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mxc_runtime::process::PidFd;
+use mxc_runtime::PidFd;
 
 use crate::engine::{Engine, LoggerRequest};
 use crate::error::{failed, TaskError};

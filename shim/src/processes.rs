@@ -4,7 +4,7 @@
 
 use containerd_shim_protos::api::{StateResponse, Status};
 use containerd_shim_protos::protobuf::EnumOrUnknown;
-use mxc_runtime::process::PidFd;
+use mxc_runtime::PidFd;
 
 use crate::error::TaskError;
 use crate::events::timestamp;

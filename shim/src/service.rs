@@ -122,7 +122,7 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<(), Servi
     let exe = std::env::current_exe().map_err(io_error("finding the shim binary"))?;
     // The daemon runs from a read-only view of the binary (see seal.rs); the descriptor stays
     // open until the exec.
-    let (program, _view) = mxc_runtime::seal::exec_path(&exe);
+    let (program, _view) = mxc_runtime::helper::exec_path(&exe);
     let mut command = Command::new(program);
     command
         .arg0(&exe)
@@ -226,7 +226,7 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
         .map_err(|e| ServiceError::Failed(format!("ttrpc: {e}")))?;
     release_start();
     tracing::info!(socket = %path, "shim serving");
-    if !mxc_runtime::seal::running_sealed() {
+    if !mxc_runtime::helper::running_sealed() {
         tracing::warn!(
             "running from the writable shim binary: no read-only view was possible (see seal.rs)"
         );
@@ -294,7 +294,7 @@ pub fn info() -> Result<(), ServiceError> {
     use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
-    let features = serde_json::to_vec(&mxc_runtime::features::features())
+    let features = serde_json::to_vec(&mxc_runtime::features())
         .map_err(|e| ServiceError::Failed(e.to_string()))?;
     let mut version = RuntimeVersion::new();
     version.version = env!("CARGO_PKG_VERSION").to_string();

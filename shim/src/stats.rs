@@ -6,7 +6,7 @@ use containerd_shim_protos::cgroups::metrics::{
     BlkIOEntry, BlkIOStat, CPUStat, CPUUsage, HugetlbStat, MemoryEntry, MemoryStat, Metrics,
     PidsStat, Throttle,
 };
-use mxc_runtime::stats::{BlkioEntry, MemoryEntry as EngineMemoryEntry, RuncStats};
+use mxc_runtime::{BlkioEntry, MemoryEntry as EngineMemoryEntry, RuncStats};
 
 pub fn metrics(stats: &RuncStats) -> Metrics {
     let mut metrics = Metrics::new();

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mxc_runtime::policy::NodeContext;
-use mxc_runtime::process::PidFd;
+use mxc_runtime::PidFd;
 use mxc_runtime::{CreateOptions, Engine, EngineError, ExecOptions, Stdio};
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,

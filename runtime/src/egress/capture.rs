@@ -72,7 +72,6 @@ pub struct Capture {
     egress: Arc<Egress>,
     fds: Vec<i32>,
     threads: Vec<JoinHandle<()>>,
-    listeners: Listeners,
     /// An engine's namespace, whose routes into the name pools go with the proxy.
     engine_netns: Option<File>,
 }
@@ -176,14 +175,8 @@ impl Capture {
             egress,
             fds,
             threads,
-            listeners: ports,
             engine_netns,
         })
-    }
-
-    /// Where the proxy listens inside the namespace.
-    pub fn listeners(&self) -> Listeners {
-        self.listeners
     }
 }
 

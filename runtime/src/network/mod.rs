@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
 use mxc_translate::NetworkPlan;
 
+pub use crate::egress::Resolver;
 pub use apply::{apply, NetworkAttachment};
 pub use netns::in_netns;
 pub use plan::{

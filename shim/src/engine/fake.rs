@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use mxc_runtime::audit::Event;
-use mxc_runtime::stats::RuncStats;
+use mxc_runtime::RuncStats;
 use mxc_runtime::Signal;
 
 use super::{CreateRequest, Created, Engine, ExecRequest, LoggerRequest, Target};

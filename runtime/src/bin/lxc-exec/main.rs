@@ -20,8 +20,8 @@ use std::sync::mpsc::{channel, Sender};
 
 use base64::Engine as _;
 use clap::Parser;
-use mxc_runtime::oneshot::{self, ConfigInput, RunRequest, TerminalRequest};
 use mxc_runtime::oneshot::progress::{Event, ProgressWriter};
+use mxc_runtime::oneshot::{self, ConfigInput, RunRequest, TerminalRequest};
 use mxc_translate::Source;
 
 #[derive(Parser)]
@@ -274,7 +274,7 @@ fn execute(cli: Cli) -> ExitCode {
         state_root: PathBuf::from(oneshot::STATE_ROOT),
         audit_log: None,
         hosts: Vec::new(),
-        resolver: mxc_runtime::egress::Resolver::System,
+        resolver: mxc_runtime::network::Resolver::System,
         experimental: cli.experimental,
         dry_run: cli.dry_run,
         terminal,

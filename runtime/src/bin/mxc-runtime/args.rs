@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use mxc_runtime::container::DEFAULT_ROOT;
+use mxc_runtime::DEFAULT_ROOT;
 
 #[derive(Parser, Debug)]
 #[command(

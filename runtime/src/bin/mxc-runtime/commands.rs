@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 
 use mxc_runtime::audit;
 use mxc_runtime::policy::NodeContext;
-use mxc_runtime::process::ExitStatus;
-use mxc_runtime::signal::Signal;
-use mxc_runtime::stats::Event;
-use mxc_runtime::{CreateOptions, Engine, EngineError, ExecOptions, Stdio};
+use mxc_runtime::{
+    CreateOptions, Engine, EngineError, ExecOptions, ExitStatus, RuncStats, Signal, Stdio,
+};
+use serde::Serialize;
 
 use crate::args::{self, Cli, Command};
 use crate::resources::{resources_from_json, ResourceFlags, ResourcesError};
@@ -72,12 +72,10 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
             Ok(0)
         }
         Command::Kill(k) => {
-            let signal: Signal =
-                k.signal
-                    .parse()
-                    .map_err(|e: mxc_runtime::signal::ParseSignalError| {
-                        CliError::Usage(e.to_string())
-                    })?;
+            let signal: Signal = k
+                .signal
+                .parse()
+                .map_err(|e: mxc_runtime::ParseSignalError| CliError::Usage(e.to_string()))?;
             engine.kill(&k.container_id, signal, k.all)?;
             Ok(0)
         }
@@ -101,7 +99,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Update(u) => update(&engine, u),
         Command::List(l) => list(&engine, l),
         Command::Features(_) => {
-            print_json_pretty(&mxc_runtime::features::features())?;
+            print_json_pretty(&mxc_runtime::features())?;
             Ok(0)
         }
         Command::Spec(s) => spec(s),
@@ -314,24 +312,33 @@ fn ps(engine: &Engine, p: liboci_cli::Ps) -> Result<i32, CliError> {
     Ok(0)
 }
 
+/// One line of `events` output: `{"type":"stats","id":"...","data":{...}}`.
+#[derive(Serialize)]
+struct Event<'a, T: Serialize> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<T>,
+}
+
 fn events(engine: &Engine, e: args::Events) -> Result<i32, CliError> {
     let id = e.container_id;
     // Ok(false): whoever read the events went away (a closed pipe); stop quietly.
-    let print =
-        |kind: &str, data: Option<&mxc_runtime::stats::RuncStats>| -> Result<bool, CliError> {
-            let line = serde_json::to_string(&Event {
-                kind,
-                id: &id,
-                data,
-            })
-            .map_err(|e| CliError::Usage(e.to_string()))?;
-            let mut out = std::io::stdout().lock();
-            match writeln!(out, "{line}").and_then(|_| out.flush()) {
-                Ok(()) => Ok(true),
-                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
-                Err(err) => Err(io("writing to stdout")(err)),
-            }
-        };
+    let print = |kind: &str, data: Option<&RuncStats>| -> Result<bool, CliError> {
+        let line = serde_json::to_string(&Event {
+            kind,
+            id: &id,
+            data,
+        })
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+        let mut out = std::io::stdout().lock();
+        match writeln!(out, "{line}").and_then(|_| out.flush()) {
+            Ok(()) => Ok(true),
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+            Err(err) => Err(io("writing to stdout")(err)),
+        }
+    };
     if e.stats {
         let stats = engine.stats(&id)?;
         print("stats", Some(&stats))?;
@@ -447,7 +454,7 @@ fn spec(s: liboci_cli::Spec) -> Result<i32, CliError> {
             path.display()
         )));
     }
-    let value = mxc_runtime::spec::default_spec(s.rootless).map_err(CliError::Usage)?;
+    let value = mxc_runtime::default_spec(s.rootless).map_err(CliError::Usage)?;
     let text = serde_json::to_string_pretty(&value).map_err(|e| CliError::Usage(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(io(format!("writing {}", path.display())))?;
     Ok(0)

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-pub use mxc_runtime::console::ConsoleSocket;
+pub use mxc_runtime::ConsoleSocket;
 
 /// Relays between this process's stdin/stdout and a pty master until the master closes.
 pub struct Relay {

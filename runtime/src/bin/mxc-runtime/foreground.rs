@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use nix::sys::signal::{SigSet, Signal as NixSignal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use mxc_runtime::process::{ExitStatus, PidFd};
+use mxc_runtime::{ExitStatus, PidFd};
 
 use crate::console::Relay;
 

@@ -21,7 +21,7 @@ mod resources;
 mod spans;
 
 use clap::Parser;
-use mxc_runtime::error::error_chain;
+use mxc_runtime::error_chain;
 
 use args::Cli;
 use logging::Logging;
@@ -57,11 +57,11 @@ fn run_from_read_only_image() -> std::io::Result<()> {
         std::env::remove_var(REEXECUTED);
         return Ok(());
     }
-    if mxc_runtime::seal::running_sealed() {
+    if mxc_runtime::helper::running_sealed() {
         return Ok(());
     }
     let binary = std::env::current_exe()?;
-    let (path, view) = mxc_runtime::seal::exec_path(&binary);
+    let (path, view) = mxc_runtime::helper::exec_path(&binary);
     if view.is_none() {
         return pentacle::ensure_sealed();
     }

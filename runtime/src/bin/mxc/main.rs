@@ -298,9 +298,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
         audit_log: audit.clone(),
         hosts: host_rules(&args.target)?,
         resolver: match &args.resolver {
-            Some(text) => mxc_runtime::egress::Resolver::parse(text)
+            Some(text) => mxc_runtime::network::Resolver::parse(text)
                 .map_err(|e| anyhow::anyhow!("--resolver: {e}"))?,
-            None => mxc_runtime::egress::Resolver::System,
+            None => mxc_runtime::network::Resolver::System,
         },
         experimental: false,
         dry_run: false,
