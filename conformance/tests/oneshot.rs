@@ -8,10 +8,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
+use mxc_conformance::bins;
 use mxc_conformance::command::run;
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::oneshot::{
-    mxc_run, shell, shell_with_fs, start_until_up, Run, Scratch, LIMIT, NOBODY, STATE_ROOT,
+    config_file, mxc_run, shell, shell_with_fs, start_until_up, Run, Scratch, LIMIT, NOBODY,
+    STATE_ROOT,
 };
 use mxc_conformance::unique_name;
 use serde_json::{json, Value};
@@ -172,6 +174,62 @@ fn rejected_configs_exit_1_with_mxcs_message_and_leave_nothing() -> Result<()> {
         .stderr()
         .contains("'phase' is only valid on state-aware lifecycle requests"));
     Ok(())
+}
+
+#[test]
+fn a_refused_config_is_a_failed_start_in_the_audit_log() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let log = scratch.path("audit.jsonl");
+    // Refused while parsing: the record says why, in the words the caller saw, and names no
+    // container or policy (neither existed).
+    let marker = unique_name("never-ran");
+    let refused = json!({"version": "0.8.0-alpha", "process": {"commandLine": format!("echo {marker}")},
+                         "filesystem": {"deniedPathz": []}});
+    let refusal = mxc_run(refused, &["--audit-log", &scratch.s("audit.jsonl")])?;
+    assert_eq!(refusal.code(), Some(1));
+    assert!(!refusal.stdout().contains(&marker));
+    let records = mxc_conformance::node::read_audit(&log)?;
+    assert_eq!(events(&records), ["start.failed"], "{records:#?}");
+    assert_refusal(&records[0], "filesystem.deniedPathz", refusal.stderr());
+
+    // Refused while resolving for this host, with the log named by MXC_AUDIT_LOG instead.
+    let env_log = scratch.path("from-env.jsonl");
+    let (_, file) = config_file(
+        json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"},
+        "network": {"egress": {"default": "deny"}, "ingress": {"default": "allow"}}}),
+    )?;
+    let output = run(
+        Command::new(bins::mxc()?)
+            .arg("run")
+            .arg(file.path())
+            .env("MXC_AUDIT_LOG", &env_log),
+        LIMIT,
+    )?;
+    assert_eq!(output.code(), Some(255), "{output}");
+    let records = mxc_conformance::node::read_audit(&env_log)?;
+    assert_eq!(events(&records), ["start.failed"], "{records:#?}");
+    assert_refusal(&records[0], "network.ingress.default", &output.stderr);
+
+    // Control: a config that is not refused runs, and its records name its container.
+    let (ran, audit) = audited_run(shell("true"), &[])?;
+    assert_eq!(ran.code(), Some(0), "{}", ran.stderr());
+    assert_eq!(events(&audit), ["policy.applied", "exit"], "{audit:#?}");
+    assert!(audit[0]["container"].is_string(), "{audit:#?}");
+    Ok(())
+}
+
+/// A refusal's record: a failed start with the caller's reason, under no container or policy.
+fn assert_refusal(record: &Value, field: &str, stderr: &str) {
+    assert_eq!(record["event"], "start.failed", "{record}");
+    assert!(record.get("container").is_none(), "{record}");
+    assert!(record.get("policy_sha256").is_none(), "{record}");
+    assert!(record["time"].is_string(), "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(field), "{reason}");
+    assert!(
+        reason.lines().all(|line| stderr.contains(line)),
+        "the reason is the one the caller saw: {reason:?} / {stderr}"
+    );
 }
 
 #[test]

@@ -3,10 +3,13 @@
 //! reported, never silently dropped), [`ContainerAudit`] a log bound to one container, and
 //! [`nflog`] the listener that turns packets the rules deny into [`Event::NetworkDenied`].
 //!
-//! Who writes what: `mxc run --audit-log FILE` writes policy applied, denials, and exit,
-//! timeout, OOM or failed start; in bundle mode the engine writes policy applied, failed start
-//! and OOM to the node's audit log, the denial log its denials, and the caller that sees the
-//! workload end (the shim, `mxc-runtime run`) its exit and timeout through [`Engine::audit`].
+//! Who writes what: a one-shot run (`mxc run` and `lxc-exec` given `--audit-log FILE` or
+//! `MXC_AUDIT_LOG=FILE`, the SDK library given `MXC_AUDIT_LOG`) writes policy applied,
+//! denials, and exit, timeout, OOM or failed start, and a failed start for a config it refused
+//! too (then without a container or a policy hash: neither exists yet); in bundle
+//! mode the engine writes policy applied, failed start and OOM to the node's audit log, the
+//! denial log its denials, and the caller that sees the workload end (the shim, `mxc-runtime
+//! run`) its exit and timeout through [`Engine::audit`].
 //!
 //! [`Engine::audit`]: crate::Engine::audit
 
@@ -97,7 +100,9 @@ pub struct NameDenial {
 #[derive(Serialize)]
 struct Record<'a> {
     time: String,
-    container: &'a str,
+    /// `None` for a one-shot config refused before it had a container.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     policy_sha256: Option<&'a str>,
     #[serde(flatten)]
@@ -160,7 +165,11 @@ impl AuditLog {
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| AuditError {
-                context: format!("creating {}", parent.display()),
+                context: format!(
+                    "creating {}, the directory of the audit log {}",
+                    parent.display(),
+                    path.display()
+                ),
                 source,
             })?;
         }
@@ -188,7 +197,7 @@ impl AuditLog {
 
     /// Appends one record; `time` is added. A record that cannot be written is counted (see
     /// [`AuditLog::failures`]) and the first failure is logged.
-    pub fn write(&self, container_id: &str, policy_sha256: Option<&str>, event: &Event) {
+    pub fn write(&self, container_id: Option<&str>, policy_sha256: Option<&str>, event: &Event) {
         let record = Record {
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             container: container_id,
@@ -249,8 +258,11 @@ pub struct ContainerAudit {
 
 impl ContainerAudit {
     pub fn write(&self, event: &Event) {
-        self.log
-            .write(&self.container_id, self.policy_sha256.as_deref(), event);
+        self.log.write(
+            Some(&self.container_id),
+            self.policy_sha256.as_deref(),
+            event,
+        );
     }
 }
 
@@ -314,11 +326,31 @@ mod tests {
     }
 
     #[test]
+    fn a_record_before_any_container_names_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        log.write(
+            None,
+            None,
+            &Event::FailedStart {
+                reason: "refused".into(),
+            },
+        );
+        let records = read(&path);
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0]["event"], "start.failed");
+        assert_eq!(records[0]["reason"], "refused");
+        assert!(records[0].get("container").is_none(), "{}", records[0]);
+        assert!(records[0].get("policy_sha256").is_none(), "{}", records[0]);
+    }
+
+    #[test]
     fn write_errors_are_counted_and_reported() {
         // /dev/full accepts the open and fails every write with ENOSPC.
         let log = AuditLog::open(Path::new("/dev/full")).unwrap();
-        log.write("c1", None, &Event::Oom { kills: 1 });
-        log.write("c1", None, &Event::Exit { status: None });
+        log.write(Some("c1"), None, &Event::Oom { kills: 1 });
+        log.write(Some("c1"), None, &Event::Exit { status: None });
         let failures = log.failures().unwrap();
         assert_eq!(failures.count, 2);
         assert!(failures.to_string().contains("/dev/full"), "{failures}");

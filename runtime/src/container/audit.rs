@@ -73,7 +73,7 @@ impl Engine {
                     return;
                 };
                 match AuditLog::open(&config.audit_log) {
-                    Ok(log) => log.write(id, None, &event),
+                    Ok(log) => log.write(Some(id), None, &event),
                     Err(error) => tracing::error!(%error, "an audit record could not be written"),
                 }
             }

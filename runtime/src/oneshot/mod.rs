@@ -103,11 +103,7 @@ impl Outcome {
         match self {
             Outcome::Refused(errors) => progress::Event::Refused {
                 class: errors.class(),
-                message: errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
+                message: messages(errors),
             },
             Outcome::SetupFailed(message) => progress::Event::Refused {
                 class: Class::Backend,
@@ -145,48 +141,19 @@ fn unreadable(source: Source, reason: String) -> ConfigErrors {
 }
 
 /// Runs the request to its end; `cancel` stops it early. `on_start` hears the sandbox's pid
-/// just before its command starts.
+/// just before its command starts. With an audit log, every decision of a run is recorded,
+/// a refused config included; a dry run runs nothing and records nothing.
 pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i32)) -> Outcome {
     let _span = tracing::info_span!("oneshot").entered();
     let terminal = request.terminal.take();
-    let read = tracing::info_span!("read_config").entered();
-    let (source, text) = match &request.config {
-        ConfigInput::File(path) => match std::fs::read_to_string(path) {
-            Ok(text) => (Source::File(path.clone()), text),
-            Err(e) => {
-                let reason = if e.kind() == std::io::ErrorKind::NotFound {
-                    format!("Configuration file not found: {}", path.display())
-                } else {
-                    format!("cannot read the configuration file: {e}")
-                };
-                return Outcome::Refused(unreadable(Source::File(path.clone()), reason));
+    let (source, policy) = match admit(&request) {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            if let (Some(log), false) = (&request.audit_log, request.dry_run) {
+                log.write(None, None, &refusal(&refused));
             }
-        },
-        ConfigInput::Text { source, text } => (source.clone(), text.clone()),
-    };
-    drop(read);
-    let options = ParseOptions {
-        expect: Expect::OneShot,
-        experimental: request.experimental,
-        ..ParseOptions::default()
-    };
-    let config = match tracing::info_span!("parse").in_scope(|| parse(source, &text, options)) {
-        Ok(config) => config,
-        Err(errors) => return Outcome::Refused(errors),
-    };
-    let resolve_options = ResolveOptions {
-        target: Target::OneShot {
-            rootfs: request.rootfs.clone(),
-        },
-        identity: request.identity,
-        hosts: request.hosts.clone(),
-        limits: request.limits,
-    };
-    let resolved =
-        tracing::info_span!("resolve").in_scope(|| resolve(&config, &RealHost, &resolve_options));
-    let policy = match resolved {
-        Ok(policy) => policy,
-        Err(errors) => return Outcome::Refused(errors),
+            return Outcome::Refused(refused);
+        }
     };
     let id = policy.container_id.clone().unwrap_or_else(generated_id);
     if request.dry_run {
@@ -205,36 +172,89 @@ pub fn run(mut request: RunRequest, cancel: &Cancel, on_start: &mut dyn FnMut(i3
             Err(message) => Outcome::SetupFailed(message),
         };
     }
-    tracing::info_span!("sweep_stale").in_scope(|| sweep_stale(&request.state_root));
-    let bundle = tracing::info_span!("create_bundle")
-        .in_scope(|| BundleDir::create(&request.state_root.join("bundles").join(&id)));
-    let bundle = match bundle {
-        Ok(bundle) => bundle,
-        Err(e) => return Outcome::SetupFailed(format!("container {id}: {e}")),
-    };
     let audit = request.audit_log.as_ref().map(|log| ContainerAudit {
         log: log.clone(),
         container_id: id.clone(),
         policy_sha256: Some(policy.sha256.clone()),
     });
-    if let Some(audit) = &audit {
-        audit.write(&Event::PolicyApplied {
-            source: config.source.to_string(),
-            network: policy.network.mode().to_string(),
-        });
-    }
-    let caller = Caller {
-        terminal,
-        cancel,
-        on_start,
-    };
-    let outcome = match run_in(&request, caller, &policy, &id, &bundle, audit.as_ref()) {
+    let outcome = (|| {
+        tracing::info_span!("sweep_stale").in_scope(|| sweep_stale(&request.state_root));
+        let bundle = tracing::info_span!("create_bundle")
+            .in_scope(|| BundleDir::create(&request.state_root.join("bundles").join(&id)))
+            .map_err(|e| Outcome::SetupFailed(format!("container {id}: {e}")))?;
+        if let Some(audit) = &audit {
+            audit.write(&Event::PolicyApplied {
+                source: source.to_string(),
+                network: policy.network.mode().to_string(),
+            });
+        }
+        let caller = Caller {
+            terminal,
+            cancel,
+            on_start,
+        };
+        run_in(&request, caller, &policy, &id, &bundle, audit.as_ref())
+    })();
+    let outcome = match outcome {
         Ok(outcome) | Err(outcome) => outcome,
     };
     if let (Some(audit), Some(ending)) = (&audit, ending(&outcome)) {
         audit.write(&ending);
     }
     outcome
+}
+
+/// Reads, parses and resolves the config: its source and the policy, or why it was refused.
+fn admit(request: &RunRequest) -> Result<(Source, mxc_translate::Policy), ConfigErrors> {
+    let read = tracing::info_span!("read_config").entered();
+    let (source, text) = match &request.config {
+        ConfigInput::File(path) => match std::fs::read_to_string(path) {
+            Ok(text) => (Source::File(path.clone()), text),
+            Err(e) => {
+                let reason = if e.kind() == std::io::ErrorKind::NotFound {
+                    format!("Configuration file not found: {}", path.display())
+                } else {
+                    format!("cannot read the configuration file: {e}")
+                };
+                return Err(unreadable(Source::File(path.clone()), reason));
+            }
+        },
+        ConfigInput::Text { source, text } => (source.clone(), text.clone()),
+    };
+    drop(read);
+    let options = ParseOptions {
+        expect: Expect::OneShot,
+        experimental: request.experimental,
+        ..ParseOptions::default()
+    };
+    let config = tracing::info_span!("parse").in_scope(|| parse(source, &text, options))?;
+    let resolve_options = ResolveOptions {
+        target: Target::OneShot {
+            rootfs: request.rootfs.clone(),
+        },
+        identity: request.identity,
+        hosts: request.hosts.clone(),
+        limits: request.limits,
+    };
+    let policy = tracing::info_span!("resolve")
+        .in_scope(|| resolve(&config, &RealHost, &resolve_options))?;
+    Ok((config.source, policy))
+}
+
+/// The audit record of a refused config: a start that failed before any container existed.
+fn refusal(errors: &ConfigErrors) -> Event {
+    Event::FailedStart {
+        reason: messages(errors),
+    }
+}
+
+/// Every error of a refusal, one a line.
+fn messages(errors: &ConfigErrors) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The audit record of how a run that got as far as its sandbox ended.
@@ -255,7 +275,7 @@ fn ending(outcome: &Outcome) -> Option<Event> {
         Outcome::Failed(reason) => Event::Failed {
             reason: reason.clone(),
         },
-        // Decided before a sandbox existed.
+        // Recorded as a refusal before any sandbox existed, or nothing ran.
         Outcome::Refused(_) | Outcome::Validated => return None,
     })
 }

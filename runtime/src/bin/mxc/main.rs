@@ -60,8 +60,8 @@ struct RunArgs {
     #[command(flatten)]
     target: TargetArgs,
     /// Append one JSON line per decision (policy applied, each denied connection, exit,
-    /// timeout) to this file.
-    #[arg(long, value_name = "FILE")]
+    /// timeout, a refused config) to this file.
+    #[arg(long, value_name = "FILE", env = "MXC_AUDIT_LOG")]
     audit_log: Option<PathBuf>,
     /// Where the egress proxy looks host names up (ADDRESS[:PORT]); the host's resolver if
     /// not given.
