@@ -116,6 +116,18 @@ pub fn scenario(
     args: &[&str],
     limit: Duration,
 ) -> Result<(Value, Output)> {
+    scenario_with_env(install, node, backend, args, &[], limit)
+}
+
+/// [`scenario`] with more variables in the Node process's environment.
+pub fn scenario_with_env(
+    install: &str,
+    node: Node,
+    backend: &Backend,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    limit: Duration,
+) -> Result<(Value, Output)> {
     let dir = sdk_dir().join(install);
     let script = dir.join("scenario.mjs");
     if !script.is_file() {
@@ -124,7 +136,7 @@ pub fn scenario(
             script.display()
         );
     }
-    let output = node_script_with(node, backend, &script, args, limit)?;
+    let output = node_script_with(node, backend, &script, args, env, limit)?;
     let line = output
         .stdout
         .lines()
@@ -142,7 +154,7 @@ pub fn node_script(
     script: &Path,
     limit: Duration,
 ) -> Result<Output> {
-    node_script_with(node, backend, script, &[], limit)
+    node_script_with(node, backend, script, &[], &[], limit)
 }
 
 fn node_script_with(
@@ -150,6 +162,7 @@ fn node_script_with(
     backend: &Backend,
     script: &Path,
     args: &[&str],
+    env: &[(&str, &Path)],
     limit: Duration,
 ) -> Result<Output> {
     let (ffi, bin) = backend.dirs();
@@ -158,7 +171,8 @@ fn node_script_with(
         .arg(script)
         .args(args)
         .env("MXC_FFI_DIR", &ffi)
-        .env("MXC_BIN_DIR", &bin);
+        .env("MXC_BIN_DIR", &bin)
+        .envs(env.iter().copied());
     run(&mut cmd, limit)
 }
 

@@ -193,28 +193,34 @@ fn a_refused_config_is_a_failed_start_in_the_audit_log() -> Result<()> {
     assert_refusal(&records[0], "filesystem.deniedPathz", refusal.stderr());
 
     // Refused while resolving for this host, with the log named by MXC_AUDIT_LOG instead.
-    let env_log = scratch.path("from-env.jsonl");
-    let (_, file) = config_file(
-        json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"},
-        "network": {"egress": {"default": "deny"}, "ingress": {"default": "allow"}}}),
+    let (_, file) = config_file(refused_for_this_host())?;
+    refused_into_env_log(
+        Command::new(bins::mxc()?).arg("run").arg(file.path()),
+        &scratch.path("from-env.jsonl"),
     )?;
-    let output = run(
-        Command::new(bins::mxc()?)
-            .arg("run")
-            .arg(file.path())
-            .env("MXC_AUDIT_LOG", &env_log),
-        LIMIT,
-    )?;
-    assert_eq!(output.code(), Some(255), "{output}");
-    let records = mxc_conformance::node::read_audit(&env_log)?;
-    assert_eq!(events(&records), ["start.failed"], "{records:#?}");
-    assert_refusal(&records[0], "network.ingress.default", &output.stderr);
 
     // Control: a config that is not refused runs, and its records name its container.
     let (ran, audit) = audited_run(shell("true"), &[])?;
     assert_eq!(ran.code(), Some(0), "{}", ran.stderr());
     assert_eq!(events(&audit), ["policy.applied", "exit"], "{audit:#?}");
     assert!(audit[0]["container"].is_string(), "{audit:#?}");
+    Ok(())
+}
+
+/// A config this host's one-shot sandbox refuses (it takes no inbound connections).
+fn refused_for_this_host() -> Value {
+    json!({"version": "0.8.0-alpha", "process": {"commandLine": "true"},
+           "network": {"egress": {"default": "deny"}, "ingress": {"default": "allow"}}})
+}
+
+/// Runs `command` (of a [`refused_for_this_host`] config) with `MXC_AUDIT_LOG=log`: MXC's
+/// status for a backend refusal, and the refusal as the log's one record.
+fn refused_into_env_log(command: &mut Command, log: &Path) -> Result<()> {
+    let output = run(command.env("MXC_AUDIT_LOG", log), LIMIT)?;
+    assert_eq!(output.code(), Some(255), "{output}");
+    let records = mxc_conformance::node::read_audit(log)?;
+    assert_eq!(events(&records), ["start.failed"], "{records:#?}");
+    assert_refusal(&records[0], "network.ingress.default", &output.stderr);
     Ok(())
 }
 
@@ -230,6 +236,77 @@ fn assert_refusal(record: &Value, field: &str, stderr: &str) {
         reason.lines().all(|line| stderr.contains(line)),
         "the reason is the one the caller saw: {reason:?} / {stderr}"
     );
+}
+
+#[test]
+fn lxc_exec_writes_the_audit_log_as_mxc_run_does() -> Result<()> {
+    let scratch = Scratch::new()?;
+    let lxc_exec = bins::binary("lxc-exec")?;
+    let (id, file) = config_file(shell("exit 3"))?;
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).watch_dir(STATE_ROOT);
+    let log = scratch.path("audit.jsonl");
+    let output = run(
+        Command::new(&lxc_exec)
+            .arg("--audit-log")
+            .arg(&log)
+            .arg(file.path()),
+        LIMIT,
+    )?;
+    leaks.assert_clean()?;
+    assert_eq!(output.code(), Some(3), "{output}");
+    let records = mxc_conformance::node::read_audit(&log)?;
+    assert_eq!(events(&records), ["policy.applied", "exit"], "{records:#?}");
+    for record in &records {
+        assert_eq!(record["container"], id.as_str(), "{record}");
+        assert_eq!(
+            record["policy_sha256"].as_str().map(str::len),
+            Some(64),
+            "{record}"
+        );
+    }
+    assert_eq!(records[1]["status"], 3);
+
+    // MXC_AUDIT_LOG (what the SDK's library hands on) and a refused config.
+    let (_, refused) = config_file(refused_for_this_host())?;
+    refused_into_env_log(
+        Command::new(&lxc_exec).arg(refused.path()),
+        &scratch.path("from-env.jsonl"),
+    )?;
+
+    // Control: a dry run runs nothing and records nothing, refused or not.
+    let dry_log = scratch.path("dry-run.jsonl");
+    for config in [refused.path(), file.path()] {
+        let output = run(
+            Command::new(&lxc_exec)
+                .arg("--dry-run")
+                .arg("--audit-log")
+                .arg(&dry_log)
+                .arg(config),
+            LIMIT,
+        )?;
+        assert!(output.code().is_some(), "{output}");
+    }
+    assert_eq!(
+        mxc_conformance::node::read_audit(&dry_log)?,
+        Vec::<Value>::new()
+    );
+
+    // An audit log that cannot be opened refuses the run before anything runs.
+    let marker = unique_name("unaudited");
+    let (_, unaudited) = config_file(shell(&format!("echo {marker}")))?;
+    let plain = scratch.file("plain", "", 0o644)?;
+    let output = run(
+        Command::new(&lxc_exec)
+            .arg("--audit-log")
+            .arg(plain.join("audit.jsonl"))
+            .arg(unaudited.path()),
+        LIMIT,
+    )?;
+    assert_eq!(output.code(), Some(255), "{output}");
+    assert!(output.stderr.contains("audit.jsonl"), "{output}");
+    assert!(!output.stdout.contains(&marker), "{output}");
+    Ok(())
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::{ensure, Context, Result};
 use mxc_conformance::leaks::LeakCheck;
 use mxc_conformance::netns::{tcp_client, TestHost};
+use mxc_conformance::node::read_audit;
 use mxc_conformance::sdk::{self, Backend, Node};
 use mxc_conformance::unique_name;
 use serde_json::{json, Value};
@@ -20,6 +21,16 @@ const STATE_ROOT: &str = "/run/mxc";
 
 /// Runs a 1.x scenario with this project's backend under a leak check; returns its JSON.
 fn v1(node: Node, name: &str, request: Option<&Value>) -> Result<Value> {
+    v1_with_env(node, name, request, &[])
+}
+
+/// [`v1`] with more variables in the Node process's environment.
+fn v1_with_env(
+    node: Node,
+    name: &str,
+    request: Option<&Value>,
+    env: &[(&str, &Path)],
+) -> Result<Value> {
     let backend = Backend::ours()?;
     let id = request
         .and_then(|r| r["containerName"].as_str())
@@ -32,7 +43,7 @@ fn v1(node: Node, name: &str, request: Option<&Value>) -> Result<Value> {
     let text = request.map(Value::to_string);
     let mut args = vec![name];
     args.extend(text.as_deref());
-    let (value, output) = sdk::scenario("v1", node, &backend, &args, LIMIT)?;
+    let (value, output) = sdk::scenario_with_env("v1", node, &backend, &args, env, LIMIT)?;
     leaks.assert_clean()?;
     if let Some(id) = &id {
         for dir in ["bundles", "state"] {
@@ -174,6 +185,65 @@ fn rejected_requests_are_errors_with_mxcs_codes_and_name_the_field() -> Result<(
             "the message quotes the command: {message}"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn the_audit_log_named_in_the_environment_records_each_run_and_each_refusal() -> Result<()> {
+    let dir = mxc_conformance::scratch_dir("mxc-sdk-audit")?;
+    let log = dir.path().join("audit.jsonl");
+    let env = [("MXC_AUDIT_LOG", log.as_path())];
+    let ran = request("exit 4", json!({}));
+    let result = v1_with_env(Node::System, "run", Some(&ran), &env)?;
+    assert_eq!(ok(&result)["exitCode"], 4, "{result}");
+    let records = read_audit(&log)?;
+    let events: Vec<&str> = records.iter().filter_map(|r| r["event"].as_str()).collect();
+    assert_eq!(events, ["policy.applied", "exit"], "{records:#?}");
+    for record in &records {
+        assert_eq!(record["container"], ran["containerName"], "{record}");
+        assert_eq!(
+            record["policy_sha256"].as_str().map(str::len),
+            Some(64),
+            "{record}"
+        );
+    }
+    assert_eq!(records[1]["status"], 4, "{records:#?}");
+
+    // A refused request is recorded too, before any sandbox (so under no container or hash),
+    // with the reason the SDK's caller got.
+    let refused = request(
+        "true",
+        json!({"network": {"egress": {"default": "deny"}, "ingress": {"default": "allow"}}}),
+    );
+    let result = v1_with_env(Node::System, "run", Some(&refused), &env)?;
+    assert_eq!(result["error"]["code"], "backend_error", "{result}");
+    let records = read_audit(&log)?;
+    assert_eq!(records.len(), 3, "{records:#?}");
+    let record = &records[2];
+    assert_eq!(record["event"], "start.failed", "{record}");
+    assert!(record.get("container").is_none(), "{record}");
+    assert!(record.get("policy_sha256").is_none(), "{record}");
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("network.ingress.default"), "{reason}");
+    let message = result["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(reason), "{message} / {reason}");
+
+    // An audit log that cannot be opened refuses the run: nothing runs unrecorded.
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "")?;
+    let unopenable = plain.join("audit.jsonl");
+    let marker = unique_name("unaudited");
+    let unaudited = request(&format!("echo {marker}"), json!({}));
+    let result = v1_with_env(
+        Node::System,
+        "run",
+        Some(&unaudited),
+        &[("MXC_AUDIT_LOG", unopenable.as_path())],
+    )?;
+    assert_eq!(result["error"]["code"], "backend_error", "{result}");
+    let message = result["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("audit.jsonl"), "{message}");
+    assert!(!result.to_string().contains(&marker), "{result}");
     Ok(())
 }
 

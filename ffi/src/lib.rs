@@ -6,7 +6,9 @@
 //! library) with the request, and supervises it through a progress descriptor ([`sandbox`]).
 //! The sandbox's stdio are real descriptors handed to the SDK. Killing, the SDK's own deadline
 //! and freeing a handle all end in `lxc-exec` removing the whole sandbox; a closed control
-//! descriptor (the Node process gone) does too.
+//! descriptor (the Node process gone) does too. `lxc-exec` inherits the process's environment:
+//! with `MXC_AUDIT_LOG=FILE` there, every sandbox's decisions are appended to FILE as
+//! `mxc run --audit-log FILE` writes them (an audit log that cannot be opened refuses the run).
 //!
 //! Status codes and error details are MXC's (`abi::status`); the entry points that exist only for
 //! Windows backends (state-aware lifecycle, telemetry consent) answer as MXC's own library does

@@ -20,8 +20,9 @@ use std::sync::mpsc::{channel, Sender};
 
 use base64::Engine as _;
 use clap::Parser;
+use mxc_runtime::audit::{AuditLog, Event as AuditEvent};
 use mxc_runtime::oneshot::progress::{Event, ProgressWriter};
-use mxc_runtime::oneshot::{self, ConfigInput, RunRequest, TerminalRequest};
+use mxc_runtime::oneshot::{self, ConfigInput, Outcome, RunRequest, TerminalRequest};
 use mxc_translate::Source;
 
 #[derive(Parser)]
@@ -56,6 +57,10 @@ struct Cli {
     /// Path to diagnostic log file (appends, creates if missing)
     #[arg(long)]
     log_file: Option<PathBuf>,
+    /// Append one JSON line per decision (policy applied, each denied connection, exit,
+    /// timeout, a refused config) to this file, as `mxc run --audit-log` does.
+    #[arg(long, value_name = "FILE", env = "MXC_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
     /// Allow testing-only features (MXC's built-in test proxy; refused by mxc-oci anyway)
     #[arg(long)]
     allow_testing_features: bool,
@@ -211,6 +216,13 @@ fn execute(cli: Cli) -> ExitCode {
             return ExitCode::from(255);
         }
     };
+    let audit = match cli.audit_log.as_deref().map(AuditLog::open).transpose() {
+        Ok(audit) => audit,
+        Err(error) => {
+            let outcome = oneshot::Outcome::SetupFailed(error.to_string());
+            return finish(&outcome, report.as_mut(), cli.dry_run);
+        }
+    };
     let config = match (&cli.config_path, &cli.config, &cli.config_base64) {
         (Some(path), _, _) | (None, Some(path), _) => ConfigInput::File(path.clone()),
         (None, None, Some(encoded)) => {
@@ -224,8 +236,18 @@ fn execute(cli: Cli) -> ExitCode {
                     text,
                 },
                 None => {
+                    let reason = "Configuration parse error: Failed to decode base64 configuration";
+                    if let (Some(audit), false) = (&audit, cli.dry_run) {
+                        audit.write(
+                            None,
+                            None,
+                            &AuditEvent::FailedStart {
+                                reason: reason.into(),
+                            },
+                        );
+                    }
                     eprintln!("Request error");
-                    eprintln!("Configuration parse error: Failed to decode base64 configuration");
+                    eprintln!("{reason}");
                     return ExitCode::from(1);
                 }
             }
@@ -272,7 +294,7 @@ fn execute(cli: Cli) -> ExitCode {
         identity: oneshot::caller_identity(),
         limits: mxc_translate::Limits::default(),
         state_root: PathBuf::from(oneshot::STATE_ROOT),
-        audit_log: None,
+        audit_log: audit.clone(),
         hosts: Vec::new(),
         resolver: mxc_runtime::network::Resolver::System,
         experimental: cli.experimental,
@@ -284,11 +306,22 @@ fn execute(cli: Cli) -> ExitCode {
             report.send(&Event::Started { pid });
         }
     });
-    match report.as_mut() {
+    let status = finish(&outcome, report.as_mut(), cli.dry_run);
+    // Lost records are the user's to know about, after whatever the command said.
+    if let Some(failures) = audit.and_then(|log| log.failures()) {
+        eprintln!("lxc-exec: {failures}");
+    }
+    status
+}
+
+/// Tells the supervisor (a progress event) or the caller (MXC's stderr lines) how the run
+/// ended, and exits with MXC's status for it.
+fn finish(outcome: &Outcome, report: Option<&mut ProgressWriter>, dry_run: bool) -> ExitCode {
+    match report {
         Some(report) => {
             report.send(&outcome.event());
-            ExitCode::from(executor_contract::exit_status(&outcome).clamp(0, 255) as u8)
+            ExitCode::from(executor_contract::exit_status(outcome).clamp(0, 255) as u8)
         }
-        None => executor_contract::report(&outcome, cli.dry_run),
+        None => executor_contract::report(outcome, dry_run),
     }
 }
