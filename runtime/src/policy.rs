@@ -20,9 +20,9 @@ use serde::Deserialize;
 use crate::egress::Resolver;
 
 /// Annotation carrying a policy as inline JSON.
-pub const CONFIG_ANNOTATION: &str = "io.mxc.config";
+pub(crate) const CONFIG_ANNOTATION: &str = "io.mxc.config";
 /// Annotation naming a policy file in the node's policy directory.
-pub const CONFIG_NAME_ANNOTATION: &str = "io.mxc.config.name";
+pub(crate) const CONFIG_NAME_ANNOTATION: &str = "io.mxc.config.name";
 /// Annotation carrying host-name rules for a container's egress, for every schema version (an
 /// mxc-oci extension that MXC's own parser never sees): `{"allow": [PATTERN, ...], "deny":
 /// [PATTERN, ...]}`, bounded by the node's ceiling.
@@ -316,7 +316,7 @@ impl NodeConfig {
 
 /// The policy that was applied, for logs, audit records and the timeout.
 #[derive(Debug, Clone, Default)]
-pub struct AppliedPolicy {
+pub(crate) struct AppliedPolicy {
     /// Where the policy came from, e.g. `annotation io.mxc.config` or a file path.
     pub source: String,
     /// sha256 of the normalised policy.
@@ -340,7 +340,7 @@ pub struct PolicyError(pub String);
 /// Resolves the container's policy and rewrites the engine's spec (`json`, which `spec` was
 /// read from) so that it enforces it. Called by `create` before anything is set up; an error
 /// leaves nothing behind.
-pub fn apply_bundle_policy(
+pub(crate) fn apply_bundle_policy(
     spec: &Spec,
     json: &mut serde_json::Value,
     node: &NodeContext,
@@ -530,13 +530,13 @@ fn workload_identity(spec: &Spec) -> Identity {
 }
 
 /// A container's policy, and whether a pod author supplied it (an inline annotation).
-pub struct Selected {
+pub(crate) struct Selected {
     pub policy: Policy,
     pub from_annotation: bool,
 }
 
 /// Finds and resolves the policy for a container (first match wins).
-pub fn select(
+pub(crate) fn select(
     spec: &Spec,
     node: &NodeContext,
     config: &NodeConfig,

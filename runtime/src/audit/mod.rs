@@ -1,7 +1,8 @@
 //! The audit log: one JSON line per decision, for every entry point. [`Event`] is what can be
 //! recorded, [`AuditLog`] the one writer (an append-only file; write errors are counted and
-//! reported, never silently dropped), [`ContainerAudit`] a log bound to one container, and
-//! [`nflog`] the listener that turns packets the rules deny into [`Event::NetworkDenied`].
+//! reported, never silently dropped); inside the engine, `ContainerAudit` is a log bound to one
+//! container and `nflog` the listener that turns packets the rules deny into
+//! [`Event::NetworkDenied`].
 //!
 //! Who writes what: a one-shot run (`mxc run` and `lxc-exec` given `--audit-log FILE` or
 //! `MXC_AUDIT_LOG=FILE`, the SDK library given `MXC_AUDIT_LOG`) writes policy applied,
@@ -13,7 +14,7 @@
 //!
 //! [`Engine::audit`]: crate::Engine::audit
 
-pub mod nflog;
+pub(crate) mod nflog;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -249,7 +250,7 @@ impl AuditLog {
 
 /// The audit log of one container: every record names it and its policy.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContainerAudit {
+pub(crate) struct ContainerAudit {
     pub log: AuditLog,
     pub container_id: String,
     /// sha256 of the policy; `None` when none was resolved (a rejected policy).

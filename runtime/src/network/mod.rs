@@ -3,14 +3,15 @@
 //! (slirp4netns) when the runtime made the namespace itself, the egress proxy when the policy
 //! has host-name rules, the denial log, and the relay that makes a loopback proxy reachable.
 //! One place installs rules; `mxc run`, `mxc-runtime` and the shim all come here, in two
-//! steps: [`plan`] decides (pure), [`apply`] does.
+//! steps: `plan` decides (pure), `apply` does. Outside the engine, what shows is the tools it
+//! needs ([`missing_tools`], [`which`]) and the egress proxy's upstream [`Resolver`].
 
 mod apply;
 pub(crate) mod netns;
 mod plan;
 mod relay;
 mod slirp;
-pub mod tables;
+pub(crate) mod tables;
 
 use std::net::{IpAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
@@ -19,11 +20,9 @@ use mxc_translate::network::{host_is_loopback, ProxyEndpoint};
 use mxc_translate::NetworkPlan;
 
 pub use crate::egress::Resolver;
-pub use apply::{apply, NetworkAttachment};
-pub use netns::in_netns;
-pub use plan::{
-    plan, EgressProxy, HostNetwork, Lifetime, NetworkSetup, PlanOptions, Ruleset, Service,
-};
+pub(crate) use apply::apply;
+pub(crate) use netns::in_netns;
+pub(crate) use plan::{plan, EgressProxy, HostNetwork, Lifetime, PlanOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -60,7 +59,7 @@ impl NetworkError {
 
 /// Where the container's network namespace came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Connectivity {
+pub(crate) enum Connectivity {
     /// The runtime created it: connect it through a userspace stack.
     Userspace,
     /// The engine provided it (CNI, Docker, `ctr --with-ns`): rules only.
@@ -68,21 +67,21 @@ pub enum Connectivity {
 }
 
 /// Deletes `table` in the network namespace open as `netns` (quietly: it may be gone with it).
-pub fn remove_table(netns: &std::fs::File, table: &str) -> Result<(), NetworkError> {
+pub(crate) fn remove_table(netns: &std::fs::File, table: &str) -> Result<(), NetworkError> {
     let nft = which("nft").ok_or(NetworkError::MissingTool("nft", "nftables"))?;
     netns::run_in_netns_file(netns, &nft, &["delete", "table", "inet", table], b"")?;
     Ok(())
 }
 
 /// Deletes `table` in the network namespace at `path` (an engine-provided namespace).
-pub fn remove_table_at(path: &Path, table: &str) -> Result<(), NetworkError> {
+pub(crate) fn remove_table_at(path: &Path, table: &str) -> Result<(), NetworkError> {
     let netns = std::fs::File::open(path)
         .map_err(|e| NetworkError::io(format!("opening {}", path.display()), e))?;
     remove_table(&netns, table)
 }
 
 /// Loads `ruleset` into the network namespace of `pid` with `nft -f -`.
-pub fn install_rules(pid: i32, ruleset: &str) -> Result<(), NetworkError> {
+pub(crate) fn install_rules(pid: i32, ruleset: &str) -> Result<(), NetworkError> {
     // Never the runtime's own (the host's) namespace, whatever a spec says.
     if same_netns(pid) {
         return Err(NetworkError::Rules(format!(
@@ -180,7 +179,7 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 }
 
 /// Sets `lo` up in the network namespace of `pid` (a fresh namespace has it down).
-pub fn bring_up_loopback(pid: i32) -> Result<(), NetworkError> {
+pub(crate) fn bring_up_loopback(pid: i32) -> Result<(), NetworkError> {
     in_netns(pid, || {
         // SAFETY: a plain datagram socket used only for interface ioctls, closed below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -211,7 +210,7 @@ pub fn bring_up_loopback(pid: i32) -> Result<(), NetworkError> {
 /// Whether the spec's network namespace belongs to the engine: a path to join (CNI, `ctr
 /// --with-ns`), or Docker's libnetwork hook that configures it. Such a namespace gets rules
 /// only; the engine provides connectivity.
-pub fn engine_provides_network(spec: &serde_json::Value) -> bool {
+pub(crate) fn engine_provides_network(spec: &serde_json::Value) -> bool {
     let joins = spec["linux"]["namespaces"].as_array().is_some_and(|list| {
         list.iter()
             .any(|ns| ns["type"] == "network" && ns["path"].as_str().is_some_and(|p| !p.is_empty()))
@@ -230,7 +229,7 @@ pub fn engine_provides_network(spec: &serde_json::Value) -> bool {
 }
 
 /// The path of the engine's network namespace the spec joins, if any.
-pub fn engine_netns_path(spec: &serde_json::Value) -> Option<PathBuf> {
+pub(crate) fn engine_netns_path(spec: &serde_json::Value) -> Option<PathBuf> {
     spec["linux"]["namespaces"]
         .as_array()?
         .iter()
@@ -245,7 +244,7 @@ pub fn engine_netns_path(spec: &serde_json::Value) -> Option<PathBuf> {
 
 /// Where a container's denials go.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditTarget {
+pub(crate) struct AuditTarget {
     pub audit: crate::audit::ContainerAudit,
     /// The NFLOG group the container's rules log to.
     pub group: u16,
@@ -256,7 +255,7 @@ pub struct AuditTarget {
 /// Stops detached helpers (only processes that are still the ones recorded): SIGTERM, a
 /// moment to finish (the denial listener drains its queue once the container is gone), then
 /// SIGKILL.
-pub fn stop_helpers(helpers: &[crate::process::InitProcess]) {
+pub(crate) fn stop_helpers(helpers: &[crate::process::InitProcess]) {
     // Each pidfd is opened while its process is known to be the recorded one: the signals and
     // the wait reach that process alone, and the wait ends the moment it exits.
     let running: Vec<_> = helpers
