@@ -78,6 +78,9 @@ fn mxc_run(world: &EgressWorld, command: &str, flags: &[&str]) -> Result<Outcome
 }
 
 /// curl without the proxy variables (captured transparently): `TAG=<status>`, 000 when refused.
+/// The proxy inside the sandbox: HTTP CONNECT, HTTP forwarding and SOCKS5 on one port.
+const SOCKS: &str = "127.0.0.1:3128";
+
 fn curl(tag: &str, args: &str) -> String {
     format!("echo {tag}=$(curl -sS -m 10 --noproxy '*' -o /dev/null -w '%{{http_code}}' {args} 2>/dev/null); ")
 }
@@ -163,6 +166,9 @@ fn names_decide_egress_and_every_refusal_is_answered_and_logged() -> Result<()> 
         curl("same_address", &http("other.test")),
         curl_proxied("same_address_proxied", &http("other.test")),
         curl_proxied("exact_proxied", &http("api.allowed.test")),
+        // SOCKS5 with the name resolved by the proxy, on the proxy variables' port.
+        curl_proxied("socks", &format!("--socks5-hostname {SOCKS} {}", http("api.allowed.test"))),
+        curl_proxied("socks_denied", &format!("--socks5-hostname {SOCKS} {}", http("other.test"))),
         curl("host_header", &format!("-H 'Host: other.test' {}", http("api.allowed.test"))),
         curl("tls", &format!("-k https://api.allowed.test:{HTTPS_PORT}/")),
         curl_proxied("tls_proxied", &format!("-k https://api.allowed.test:{HTTPS_PORT}/")),
@@ -208,6 +214,8 @@ fn names_decide_egress_and_every_refusal_is_answered_and_logged() -> Result<()> 
         "same_address=000",
         "same_address_proxied=403",
         "exact_proxied=200",
+        "socks=200",
+        "socks_denied=000",
         "host_header=403",
         "tls=200",
         "tls_proxied=200",
@@ -247,6 +255,10 @@ fn names_decide_egress_and_every_refusal_is_answered_and_logged() -> Result<()> 
     );
     assert!(
         denied("http", "name", "other.test", "not allowed"),
+        "{context}"
+    );
+    assert!(
+        denied("socks", "name", "other.test", "not allowed"),
         "{context}"
     );
     assert!(
