@@ -38,40 +38,11 @@ if [ ${#todo[@]} -eq 0 ]; then
   exit 0
 fi
 
-# The Debian mirror the host's apt already uses (deb822 or one-line sources).
-mirror=$(
-  {
-    cat /etc/apt/sources.list.d/*.sources 2>/dev/null | sed -nE 's/^URIs:[[:space:]]*//p' | tr ' ' '\n'
-    cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
-      sed -nE 's/^deb[[:space:]]+(\[[^]]*\][[:space:]]+)?([^[:space:]]+).*/\2/p'
-  } | grep -E '/debian/?$' | head -n1 || true
-)
-if [ -z "$mirror" ]; then
-  echo "engines: no Debian mirror in the host's apt sources" >&2
-  exit 1
-fi
-
+# shellcheck source=conformance/private-apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/private-apt.sh"
 apt_dir="$dir/apt"
-mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$apt_dir/debs"
-keyring=/usr/share/keyrings/debian-archive-keyring.gpg
-{
-  echo "deb [signed-by=$keyring] $mirror trixie main"
-  echo "deb [signed-by=$keyring] $mirror sid main"
-} >"$apt_dir/sources.list"
-apt_opts=(
-  -o "Dir::Etc::sourcelist=$apt_dir/sources.list"
-  -o "Dir::Etc::sourceparts=-"
-  -o "Dir::State::Lists=$apt_dir/lists"
-  -o "Dir::Cache=$apt_dir/cache"
-  -o "Dir::State::status=/dev/null"
-  -o "Acquire::Languages=none"
-  -o "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false"
-  -o "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false"
-  -o "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false"
-  -o "Acquire::IndexTargets::deb::CNF::DefaultEnabled=false"
-  -o "APT::Get::List-Cleanup=0"
-  -o "APT::Sandbox::User=root"
-)
+private_apt "$apt_dir" "deb trixie main" "deb sid main"
+mkdir -p "$apt_dir/debs"
 echo "engines: fetching package lists of Debian trixie and sid"
 apt-get "${apt_opts[@]}" -qq update >/dev/null
 

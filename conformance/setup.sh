@@ -65,6 +65,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 "$root/conformance/engines.sh" "${MXC_ENGINES_DIR:-$target_dir/engines}"
 
+# runtime-tools' OCI validation suite (conformance/tests/oci_validation.rs runs it against runc
+# and mxc-runtime), built with Go from Debian trixie's packages under the build tree.
+"$root/conformance/ocivalidation/setup.sh" "${MXC_OCIVALIDATION_DIR:-$target_dir/ocivalidation}"
+
 # The Kubernetes schemas the manifests in deploy/kubernetes are checked against
 # (conformance/k8s/validate.py), from PyPI, in a virtual environment under the build tree.
 k8s_venv="${MXC_K8S_VENV:-$target_dir/k8s-venv}"

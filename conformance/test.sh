@@ -11,6 +11,7 @@ target_dir="${CARGO_TARGET_DIR:-$root/target}"
 export MXC_ENGINES_DIR="${MXC_ENGINES_DIR:-$target_dir/engines}"
 export MXC_K8S_VENV="${MXC_K8S_VENV:-$target_dir/k8s-venv}"
 export MXC_SDK_DIR="${MXC_SDK_DIR:-$target_dir/mxc-sdk}"
+export MXC_OCIVALIDATION_DIR="${MXC_OCIVALIDATION_DIR:-$target_dir/ocivalidation}"
 ./conformance/setup.sh
 
 # The end-to-end tests run the binaries built here (MXC_BIN_DIR); the tests themselves are

@@ -126,9 +126,18 @@ pub fn adopt_orphans() {
 /// Collects the exit status of orphans that were re-parented to this process and have exited.
 ///
 /// Only processes whose name says they came from a container engine are reaped, so that no
-/// `std::process::Child` held elsewhere in this process loses its status.
+/// `std::process::Child` held elsewhere in this process loses its status. libcontainer names
+/// its container processes `youki:[1:INTER]` and `youki:[2:INIT]`; an unreaped one keeps the
+/// first process of a pid namespace it joined from exiting.
 pub fn reap_adopted_orphans() {
-    const ADOPTED: &[&str] = &["containerd-shim", "runc", "crun", "mxc-runtime", "docker-"];
+    const ADOPTED: &[&str] = &[
+        "containerd-shim",
+        "runc",
+        "crun",
+        "mxc-runtime",
+        "docker-",
+        "youki:",
+    ];
     let me = std::process::id();
     for process in list() {
         if process.ppid == me
