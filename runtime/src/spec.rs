@@ -140,6 +140,10 @@ fn expand_slice(slice: &str) -> PathBuf {
     path
 }
 
+/// Why a spec or an update that turns the OOM killer off is refused.
+pub(crate) const OOM_KILLER_STAYS_ON: &str =
+    "true is not supported: the OOM killer stays on (a container past its memory limit is killed); leave it unset or false";
+
 /// Reads and checks `<bundle>/config.json`, applies the policy and settles what libcontainer
 /// needs. `bundle` must be absolute.
 pub fn prepare(
@@ -178,6 +182,15 @@ pub fn prepare(
         return Err(invalid(
             "linux is missing: only Linux containers run here".into(),
         ));
+    }
+
+    // libcontainer keeps the OOM killer on whatever the spec says; turning it off would be
+    // accepted and ignored, so it is refused.
+    if json.pointer("/linux/resources/memory/disableOOMKiller") == Some(&Value::Bool(true)) {
+        return Err(invalid(format!(
+            "linux.resources.memory.disableOOMKiller: {}",
+            OOM_KILLER_STAYS_ON
+        )));
     }
 
     let applied =
@@ -756,6 +769,25 @@ new_privileges = true
                 .starts_with(r#"[{"destination": "/proc", "type": "proc", "source": "proc"},"#),
             "{mounts_text}"
         );
+    }
+
+    #[test]
+    fn prepare_refuses_to_turn_the_oom_killer_off() {
+        let spec = |disable: bool| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"process":{{"args":["sh"],"cwd":"/","user":{{"uid":0,"gid":0}}}},"linux":{{"resources":{{"memory":{{"limit":67108864,"disableOOMKiller":{disable}}}}}}}}}"#
+            )
+        };
+        let dir = bundle_with(&spec(true));
+        let err = prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("linux.resources.memory.disableOOMKiller: true is not supported"),
+            "{err}"
+        );
+        // Control: the same spec with the OOM killer left on is prepared.
+        let dir = bundle_with(&spec(false));
+        prepare(dir.path(), "c1", &no_policy(), &dir.path().join("stage")).unwrap();
     }
 
     #[test]

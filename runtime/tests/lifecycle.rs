@@ -282,6 +282,30 @@ fn events_stats_and_update() {
         "a zero leaves the limit unchanged"
     );
     rt.fails(&["update", &id]);
+    // Turning the OOM killer off is refused (libcontainer would keep it on), the limit kept.
+    let mut child = rt
+        .cmd(&["update", "--resources", "-", &id])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"memory":{"limit":16777216,"disableOOMKiller":true}}"#)
+        .unwrap();
+    let refused = child.wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("disableOOMKiller: true is not supported"),
+        "{stderr}"
+    );
+    if memory.exists() {
+        let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap();
+        assert_eq!(limit.trim(), "33554432");
+    }
 
     rt.ok(&["delete", "--force", &id]);
     rt.assert_no_leaks(&id);

@@ -22,6 +22,17 @@ impl Engine {
                 hint: "",
             });
         }
+        if resources
+            .memory()
+            .as_ref()
+            .and_then(|memory| memory.disable_oom_killer())
+            == Some(true)
+        {
+            return Err(EngineError::InvalidArgument(format!(
+                "container {id}: memory.disableOOMKiller: {}",
+                crate::spec::OOM_KILLER_STAYS_ON
+            )));
+        }
         let manager = cgroup::manager(&record)?;
         manager
             .apply(&ControllerOpt {
