@@ -464,27 +464,58 @@ fn docker_filters_by_name_through_mxc_runtime() -> Result<()> {
     Ok(())
 }
 
+/// A private containerd on the ptp network whose node allows `**.allowed.test` at most, and a
+/// pod configuration asking for [`ANNOTATION_HOSTS`].
+struct CriPod {
+    world: EgressWorld,
+    node: Node,
+    containerd: Containerd,
+    cri: Cri,
+    leaks: LeakCheck,
+    pod_config: k8s_cri::v1::PodSandboxConfig,
+}
+
+impl CriPod {
+    fn start(pod_name: &str) -> Result<CriPod> {
+        let world = EgressWorld::start()?;
+        let node = node(
+            &world,
+            &[],
+            "[ceiling]\negress_hosts = [\"**.allowed.test\"]\n",
+        )?;
+        let containerd = Containerd::start_with(ContainerdOptions {
+            pod_network: PodNetwork::Ptp,
+            node_config: Some(node.config()),
+            ..ContainerdOptions::default()
+        })?;
+        let cri = Cri::connect(&containerd)?;
+        let mut leaks = LeakCheck::snapshot();
+        leaks.watch_dir(containerd.dir());
+        let mut pod_config = cri.pod_config(&unique_name(pod_name), false)?;
+        pod_config
+            .annotations
+            .insert("io.mxc.egress.hosts".into(), ANNOTATION_HOSTS.into());
+        Ok(CriPod {
+            world,
+            node,
+            containerd,
+            cri,
+            leaks,
+            pod_config,
+        })
+    }
+}
+
 #[test]
 fn a_cri_pod_filters_by_name_with_one_proxy_for_its_namespace() -> Result<()> {
-    let world = EgressWorld::start()?;
-    let node = node(
-        &world,
-        &[],
-        "[ceiling]\negress_hosts = [\"**.allowed.test\"]\n",
-    )?;
-    let containerd = Containerd::start_with(ContainerdOptions {
-        pod_network: PodNetwork::Ptp,
-        node_config: Some(node.config()),
-        ..ContainerdOptions::default()
-    })?;
-    let mut cri = Cri::connect(&containerd)?;
-    let mut leaks = LeakCheck::snapshot();
-    leaks.watch_dir(containerd.dir());
-
-    let mut pod_config = cri.pod_config(&unique_name("egpod"), false)?;
-    pod_config
-        .annotations
-        .insert("io.mxc.egress.hosts".into(), ANNOTATION_HOSTS.into());
+    let CriPod {
+        world,
+        node,
+        containerd,
+        mut cri,
+        mut leaks,
+        mut pod_config,
+    } = CriPod::start("egpod")?;
     // The pod's DNS server, as a cluster's would be: reachable from the pod (over the link
     // below), answered by the sandbox's resolver.
     pod_config.dns_config = Some(k8s_cri::v1::DnsConfig {
@@ -537,25 +568,14 @@ fn a_cri_pod_filters_by_name_with_one_proxy_for_its_namespace() -> Result<()> {
 
 #[test]
 fn containers_of_one_pod_with_different_host_rules_are_refused() -> Result<()> {
-    let world = EgressWorld::start()?;
-    let node = node(
-        &world,
-        &[],
-        "[ceiling]\negress_hosts = [\"**.allowed.test\"]\n",
-    )?;
-    let containerd = Containerd::start_with(ContainerdOptions {
-        pod_network: PodNetwork::Ptp,
-        node_config: Some(node.config()),
-        ..ContainerdOptions::default()
-    })?;
-    let mut cri = Cri::connect(&containerd)?;
-    let mut leaks = LeakCheck::snapshot();
-    leaks.watch_dir(containerd.dir());
-
-    let mut pod_config = cri.pod_config(&unique_name("egpod2"), false)?;
-    pod_config
-        .annotations
-        .insert("io.mxc.egress.hosts".into(), ANNOTATION_HOSTS.into());
+    let CriPod {
+        world: _world,
+        node: _node,
+        containerd,
+        mut cri,
+        mut leaks,
+        pod_config,
+    } = CriPod::start("egpod2")?;
     let pod = cri.run_pod_sandbox(&pod_config, MXC_HANDLER)?;
     leaks.container(&pod);
     let mut config = Cri::container_config(&pod_config, "agent", BUSYBOX_REF, &["sleep", "600"]);

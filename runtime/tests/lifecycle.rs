@@ -259,18 +259,20 @@ fn events_stats_and_update() {
     assert_eq!(event["data"]["pids"]["limit"], 42);
 
     // As containerd's shim does: resources JSON on stdin.
-    let mut child = rt
-        .cmd(&["update", "--resources", "-", &id])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"memory":{"limit":33554432},"pids":{"limit":0},"cpu":{"shares":0}}"#)
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let update_from_stdin = |resources: &[u8]| {
+        let mut child = rt
+            .cmd(&["update", "--resources", "-", &id])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(resources).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let updated = update_from_stdin(
+        br#"{"memory":{"limit":33554432},"pids":{"limit":0},"cpu":{"shares":0}}"#,
+    );
+    assert!(updated.status.success(), "{updated:?}");
     if memory.exists() {
         let limit = std::fs::read_to_string(memory.join("memory.limit_in_bytes")).unwrap();
         assert_eq!(limit.trim(), "33554432");
@@ -283,19 +285,7 @@ fn events_stats_and_update() {
     );
     rt.fails(&["update", &id]);
     // Turning the OOM killer off is refused (libcontainer would keep it on), the limit kept.
-    let mut child = rt
-        .cmd(&["update", "--resources", "-", &id])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(br#"{"memory":{"limit":16777216,"disableOOMKiller":true}}"#)
-        .unwrap();
-    let refused = child.wait_with_output().unwrap();
+    let refused = update_from_stdin(br#"{"memory":{"limit":16777216,"disableOOMKiller":true}}"#);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
