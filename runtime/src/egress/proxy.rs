@@ -79,6 +79,9 @@ fn accept_loop(egress: Arc<Egress>, listener: TcpListener, handle: fn(&Egress, T
         let Ok(stream) = stream else {
             continue;
         };
+        // Replies are relayed in the pieces they arrive in: without this, each piece after
+        // the first waits for the client's (delayed) acknowledgement of the one before.
+        let _ = stream.set_nodelay(true);
         let egress = Arc::clone(&egress);
         std::thread::spawn(move || handle(&egress, stream));
     }
