@@ -185,7 +185,7 @@ impl Engine {
             // Interrupted or failed half-way: the init died in delete; collect it.
             let _ = pidfd.reap(false);
         }
-        drop(guard);
+        tracing::info_span!("release").in_scope(|| drop(guard));
         match (outcome, deleted) {
             (Err(err), _) => Err(err),
             (Ok(_), Err(err)) => Err(err),

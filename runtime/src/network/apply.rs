@@ -154,7 +154,7 @@ impl Drop for NetworkAttachment {
         let mut detached = Vec::new();
         while let Some(item) = self.running.pop() {
             match item {
-                Running::Stack(slirp) => slirp.stop(),
+                Running::Stack(slirp) => slirp.stop_in_background(),
                 Running::Detached(process) => detached.push(process),
                 // Each stops when dropped: the denial log drains what is queued first.
                 Running::Egress(capture) => drop(capture),

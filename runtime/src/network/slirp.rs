@@ -192,6 +192,28 @@ impl Slirp {
     pub fn stop(mut self) {
         self.stop_inner();
     }
+
+    /// Stops it without waiting for its exit to finish: the kernel takes tens of milliseconds
+    /// to tear down its tap device after the kill (an RCU grace period per unregistered
+    /// device), and the caller need not wait for that. The process is dead to everything but
+    /// that teardown once SIGKILL is sent; a thread reaps it, and if this process exits first,
+    /// whoever inherits it does.
+    pub fn stop_in_background(mut self) {
+        self.exit.take();
+        let _ = self.child.kill();
+        let mut child = self.child;
+        let pid = child.id() as libc::pid_t;
+        let reaper = std::thread::Builder::new()
+            .name("slirp-reaper".into())
+            .spawn(move || {
+                let _ = child.wait();
+            });
+        if reaper.is_err() {
+            // No thread to spare: reap it here (the dropped handle never did).
+            // SAFETY: waits for our own child by pid; no memory is shared.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
 }
 
 fn same_namespace(a: &str, b: &str) -> bool {
