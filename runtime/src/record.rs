@@ -125,6 +125,10 @@ pub struct ContainerRecord {
     /// listener) that live until it is deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub helpers: Vec<crate::process::InitProcess>,
+    /// Userspace network stacks the engine started for the container: killed at delete, which
+    /// does not wait for the kernel to finish tearing them down.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<crate::process::InitProcess>,
     /// Rules installed in a network namespace the engine owns (path, table): removed at delete,
     /// since the namespace outlives the container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -249,6 +253,7 @@ mod tests {
             policy: None,
             user_namespace: false,
             helpers: Vec::new(),
+            stacks: Vec::new(),
             network_table: None,
             audit_log: Some("/var/log/mxc/audit.jsonl".into()),
         };

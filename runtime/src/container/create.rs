@@ -170,6 +170,7 @@ impl Engine {
             }),
             user_namespace: effective.user_namespace,
             helpers: Vec::new(),
+            stacks: Vec::new(),
             network_table: None,
             audit_log: policy.audit_log.clone(),
         };
@@ -300,9 +301,11 @@ impl Engine {
             let setup = HostNetwork::gather(plan)
                 .and_then(|host| crate::network::plan(plan, options, &host))
                 .map_err(network_error)?;
-            record.helpers = crate::network::apply(pid, &setup)
+            let detached = crate::network::apply(pid, &setup)
                 .map_err(network_error)?
                 .detach();
+            record.helpers = detached.helpers;
+            record.stacks = detached.stacks;
         }
         record.phase = Phase::Created;
         self.save_record(&record)?;

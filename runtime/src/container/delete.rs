@@ -48,6 +48,7 @@ impl Engine {
         // SIGKILL and gives up on a busy one.
         tracing::info_span!("kill_processes")
             .in_scope(|| self.kill_cgroup_processes(&record, KILL_TIMEOUT, false))?;
+        crate::network::kill_stacks(&record.stacks);
         crate::network::stop_helpers(&record.helpers);
         self.audit_end(&record, oom_kills);
         if let Some((netns, table)) = &record.network_table {

@@ -5,7 +5,7 @@
 use super::plan::{Lifetime, NetworkSetup, Service};
 use super::relay::Relay;
 use super::slirp::{self, Slirp};
-use super::{bring_up_loopback, install_rules, stop_helpers, NetworkError};
+use super::{bring_up_loopback, install_rules, kill_stacks, stop_helpers, NetworkError};
 use crate::audit::nflog::{self, DenialListener};
 use crate::egress::capture::Capture;
 use crate::egress::Egress;
@@ -26,6 +26,17 @@ enum Running {
     Relay(Relay),
     /// A process of its own, which outlives the caller until it is stopped.
     Detached(InitProcess),
+    /// A detached userspace stack: killed when stopped, not waited for ([`kill_stacks`]).
+    DetachedStack(InitProcess),
+}
+
+/// The detached processes of a container's network, as its record keeps them.
+#[derive(Debug, Default)]
+pub struct Detached {
+    /// Stopped with SIGTERM and waited for at delete ([`stop_helpers`]).
+    pub helpers: Vec<InitProcess>,
+    /// Userspace stacks, killed at delete and not waited for ([`kill_stacks`]).
+    pub stacks: Vec<InitProcess>,
 }
 
 /// Applies `setup` to the container whose init process is `pid` (created, not started). On an
@@ -40,16 +51,23 @@ pub fn apply(pid: i32, setup: &NetworkSetup) -> Result<NetworkAttachment, Networ
         .map(|service| early(pid, service, setup.lifetime))
         .collect::<Result<_, _>>()?;
     if setup.loopback_up {
-        bring_up_loopback(pid)?;
+        tracing::info_span!("loopback").in_scope(|| bring_up_loopback(pid))?;
     }
     if let Some(rules) = &setup.rules {
-        install_rules(pid, &rules.text)?;
+        tracing::info_span!("rules").in_scope(|| install_rules(pid, &rules.text))?;
     }
     let mut attachment = NetworkAttachment::default();
     for (service, early) in setup.services.iter().zip(early.iter_mut()) {
+        let _span = match service {
+            Service::EgressProxy(_) => tracing::info_span!("egress_proxy"),
+            Service::DenialLog(_) => tracing::info_span!("denial_log"),
+            Service::ProxyRelay { .. } => tracing::info_span!("proxy_relay"),
+            Service::UserspaceStack => tracing::info_span!("userspace_stack"),
+        }
+        .entered();
         let running = match early.take() {
             Some(Early::Stack(slirp)) => Running::Stack(slirp.ready()?),
-            Some(Early::DetachedStack(slirp)) => Running::Detached(slirp.ready()?.record()?),
+            Some(Early::DetachedStack(slirp)) => Running::DetachedStack(slirp.ready()?.record()?),
             Some(Early::DetachedListener(listener)) => Running::Detached(
                 listener
                     .ready("the denial listener")
@@ -127,7 +145,7 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Option<Runni
         }
         (Service::UserspaceStack, Lifetime::Caller) => Running::Stack(Slirp::start(pid)?),
         (Service::UserspaceStack, Lifetime::Container) => {
-            Running::Detached(slirp::spawn_detached(pid)?.ready()?.record()?)
+            Running::DetachedStack(slirp::spawn_detached(pid)?.ready()?.record()?)
         }
     }))
 }
@@ -135,11 +153,15 @@ fn start(pid: i32, service: &Service, lifetime: Lifetime) -> Result<Option<Runni
 impl NetworkAttachment {
     /// The detached processes, for the container's record (delete stops them); whatever else
     /// it holds stops now.
-    pub fn detach(mut self) -> Vec<InitProcess> {
-        let mut detached = Vec::new();
+    pub fn detach(mut self) -> Detached {
+        let mut detached = Detached::default();
         self.running.retain(|item| match item {
             Running::Detached(process) => {
-                detached.push(*process);
+                detached.helpers.push(*process);
+                false
+            }
+            Running::DetachedStack(process) => {
+                detached.stacks.push(*process);
                 false
             }
             _ => true,
@@ -151,17 +173,19 @@ impl NetworkAttachment {
 impl Drop for NetworkAttachment {
     fn drop(&mut self) {
         // The reverse of the start order: connectivity goes before the denial log.
-        let mut detached = Vec::new();
+        let mut detached = Detached::default();
         while let Some(item) = self.running.pop() {
             match item {
                 Running::Stack(slirp) => slirp.stop_in_background(),
-                Running::Detached(process) => detached.push(process),
+                Running::Detached(process) => detached.helpers.push(process),
+                Running::DetachedStack(process) => detached.stacks.push(process),
                 // Each stops when dropped: the denial log drains what is queued first.
                 Running::Egress(capture) => drop(capture),
                 Running::DenialLog(listener) => drop(listener),
                 Running::Relay(relay) => drop(relay),
             }
         }
-        stop_helpers(&detached);
+        kill_stacks(&detached.stacks);
+        stop_helpers(&detached.helpers);
     }
 }
