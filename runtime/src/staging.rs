@@ -16,6 +16,10 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use libc::{
+    mount_attr, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+    MOVE_MOUNT_F_EMPTY_PATH, MOVE_MOUNT_T_EMPTY_PATH, OPEN_TREE_CLONE,
+};
 use mxc_translate::compile::staging::{StagedGrant, StagedStep, StagingPlan};
 use mxc_translate::ObjectId;
 
@@ -517,23 +521,6 @@ fn fstatfs(fd: BorrowedFd) -> Result<libc::statfs, StagingError> {
     }
 }
 
-const OPEN_TREE_CLONE: u32 = 1;
-const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x04;
-const MOVE_MOUNT_T_EMPTY_PATH: u32 = 0x40;
-const MOUNT_ATTR_RDONLY: u64 = 0x01;
-const MOUNT_ATTR_NOSUID: u64 = 0x02;
-const MOUNT_ATTR_NODEV: u64 = 0x04;
-const MOUNT_ATTR_NOEXEC: u64 = 0x08;
-
-/// `struct mount_attr`.
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
-}
-
 /// A detached copy of the mount at `fd` (with what is mounted below it when `extra` has
 /// `AT_RECURSIVE`).
 fn open_tree(fd: BorrowedFd, extra: u32) -> Result<OwnedFd, StagingError> {
@@ -560,7 +547,7 @@ fn clone_tree(source: BorrowedFd, readonly: bool) -> Result<OwnedFd, StagingErro
 }
 
 fn set_attributes(mount: BorrowedFd, set: u64, recursive: bool) -> Result<(), StagingError> {
-    let attr = MountAttr {
+    let attr = mount_attr {
         attr_set: set,
         attr_clr: 0,
         propagation: libc::MS_PRIVATE,
@@ -577,8 +564,8 @@ fn set_attributes(mount: BorrowedFd, set: u64, recursive: bool) -> Result<(), St
             mount.as_raw_fd(),
             c"".as_ptr(),
             flags,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
+            &attr as *const mount_attr,
+            std::mem::size_of::<mount_attr>(),
         )
     };
     if rc != 0 {
@@ -620,7 +607,7 @@ fn empty_tmpfs(granted_descendants: bool) -> Result<OwnedFd, StagingError> {
             libc::syscall(
                 libc::SYS_fsconfig,
                 fs.as_raw_fd(),
-                1u32, // FSCONFIG_SET_STRING
+                libc::FSCONFIG_SET_STRING,
                 key.as_ptr(),
                 value.as_ptr(),
                 0,
@@ -651,7 +638,7 @@ fn empty_tmpfs(granted_descendants: bool) -> Result<OwnedFd, StagingError> {
         libc::syscall(
             libc::SYS_fsconfig,
             fs.as_raw_fd(),
-            6u32, // FSCONFIG_CMD_CREATE
+            libc::FSCONFIG_CMD_CREATE,
             std::ptr::null::<libc::c_char>(),
             std::ptr::null::<libc::c_void>(),
             0,
@@ -669,7 +656,7 @@ fn empty_tmpfs(granted_descendants: bool) -> Result<OwnedFd, StagingError> {
         libc::syscall(
             libc::SYS_fsmount,
             fs.as_raw_fd(),
-            1u32, // FSMOUNT_CLOEXEC
+            libc::FSMOUNT_CLOEXEC,
             attributes,
         )
     };

@@ -279,7 +279,10 @@ pub(crate) fn stop_helpers(helpers: &[crate::process::InitProcess]) {
 /// tap device after the kill takes tens of milliseconds (an RCU grace period), which the caller
 /// need not wait out. Their parent is init, which reaps them.
 pub(crate) fn kill_stacks(stacks: &[crate::process::InitProcess]) {
-    for stack in stacks.iter().filter_map(crate::process::InitProcess::open_pidfd) {
+    for stack in stacks
+        .iter()
+        .filter_map(crate::process::InitProcess::open_pidfd)
+    {
         let _ = stack.send_signal(libc::SIGKILL);
     }
 }

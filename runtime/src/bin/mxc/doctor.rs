@@ -469,15 +469,15 @@ fn probe_idmapped_mount(dir: &Path) -> Result<(), String> {
         let userns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
             .map_err(|e| format!("opening the user namespace: {e}"))?;
         let path = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
-        const OPEN_TREE_CLONE: libc::c_uint = 1;
-        const AT_RECURSIVE: libc::c_uint = 0x8000;
         // SAFETY: open_tree with a valid path; the result is checked.
         let tree = unsafe {
             libc::syscall(
                 libc::SYS_open_tree,
                 libc::AT_FDCWD,
                 path.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | AT_RECURSIVE,
+                libc::OPEN_TREE_CLONE
+                    | libc::OPEN_TREE_CLOEXEC
+                    | libc::AT_RECURSIVE as libc::c_uint,
             )
         };
         if tree < 0 {
@@ -485,16 +485,8 @@ fn probe_idmapped_mount(dir: &Path) -> Result<(), String> {
         }
         // SAFETY: the kernel just returned this descriptor.
         let tree = unsafe { OwnedFd::from_raw_fd(tree as i32) };
-        #[repr(C)]
-        struct MountAttr {
-            attr_set: u64,
-            attr_clr: u64,
-            propagation: u64,
-            userns_fd: u64,
-        }
-        const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-        let attr = MountAttr {
-            attr_set: MOUNT_ATTR_IDMAP,
+        let attr = libc::mount_attr {
+            attr_set: libc::MOUNT_ATTR_IDMAP,
             attr_clr: 0,
             propagation: 0,
             userns_fd: userns.as_raw_fd() as u64,
@@ -507,8 +499,8 @@ fn probe_idmapped_mount(dir: &Path) -> Result<(), String> {
                 tree.as_raw_fd(),
                 empty.as_ptr(),
                 libc::AT_EMPTY_PATH as libc::c_uint,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
+                &attr as *const libc::mount_attr,
+                std::mem::size_of::<libc::mount_attr>(),
             )
         };
         if rc < 0 {
@@ -684,7 +676,11 @@ mod tests {
 ";
         let plain = cgroup_attach(hybrid, "console=ttyS0 quiet");
         assert_eq!(plain.status, Status::Info, "{plain:?}");
-        assert!(plain.fix.as_deref().unwrap().contains("cgroup_favordynmods=true"));
+        assert!(plain
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("cgroup_favordynmods=true"));
         // Not fooled by a mount point or another option that merely contains the word.
         let named = "40 30 0:40 / /mnt/favordynmods rw - tmpfs tmpfs rw,favordynmods\n";
         assert_eq!(cgroup_attach(named, "").status, Status::Info);
