@@ -9,9 +9,10 @@
 #            BENCH_SHIM=0) the shim vs containerd's runc v2 shim through `ctr run --rm`
 #   scaling  start time for 0/10/100/1000 readonlyPaths and deniedPaths entries and 0/50/500
 #            egress rules: `mxc run` vs MXC's lxc-exec
-#   soak     BENCH_SOAK (default 1000) `mxc run` and `mxc-runtime` create/start/delete cycles:
-#            host mounts, cgroups, network namespaces, processes and fds before and after, and
-#            p50/p99 of the first and last hundred
+#   soak     BENCH_SOAK (default 1000) cycles each of `mxc run` and `mxc-runtime`
+#            create/start/delete, without and with a network policy: host mounts, cgroups,
+#            network namespaces, processes and fds before and after, and p50/p99 of the first
+#            and last hundred
 #   phases   where the time of one start goes, per phase (MXC_SPANS), for `mxc run` and
 #            `mxc-runtime run`; see conformance/bench/README.md
 #   runtime  create+start+wait+delete of a busybox bundle: mxc-runtime vs runc vs crun
@@ -141,6 +142,21 @@ print(json.dumps({"network": {"egress": {"default": "deny", "allow": rules}}}) i
 PY
 }
 
+# network_bundle DIR: a busybox bundle whose annotation carries $one_rule, and $work/node.toml,
+# a node config whose ceiling allows it and whose audit log is $work/runtime-audit.jsonl.
+network_bundle() {
+  local policy
+  busybox_bundle "$1"
+  policy=$(python3 -c "import json,sys; c=json.loads(sys.argv[1]); c['version']='0.8.0-alpha'; print(json.dumps(json.dumps(c)))" "$one_rule")
+  python3 - "$1/config.json" "$policy" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.setdefault("annotations", {})["io.mxc.config"] = json.loads(sys.argv[2])
+json.dump(c, open(sys.argv[1], "w"))
+PY
+  printf 'audit_log = "%s"\n[ceiling]\negress = ["198.18.0.0/15"]\n' "$work/runtime-audit.jsonl" > "$work/node.toml"
+}
+
 bench_table() {
   local lxc bw rows="$work/rows.tsv"
   lxc=$(mxc_lxc_exec)
@@ -203,16 +219,8 @@ bench_table() {
 
   # mxc-runtime with a network policy (rules, the userspace stack and the per-container denial
   # listener, auditing to the node's log) vs the same bundle without one.
-  local nbundle="$work/netbundle" policy
-  busybox_bundle "$nbundle"
-  policy=$(python3 -c "import json,sys; c=json.loads(sys.argv[1]); c['version']='0.8.0-alpha'; print(json.dumps(json.dumps(c)))" "$one_rule")
-  python3 - "$nbundle/config.json" "$policy" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c.setdefault("annotations", {})["io.mxc.config"] = json.loads(sys.argv[2])
-json.dump(c, open(sys.argv[1], "w"))
-PY
-  printf 'audit_log = "%s"\n[ceiling]\negress = ["198.18.0.0/15"]\n' "$work/runtime-audit.jsonl" > "$work/node.toml"
+  local nbundle="$work/netbundle"
+  network_bundle "$nbundle"
   mkdir -p "$work/root-net"
   measure rtnet "mxc-runtime --config $work/node.toml --root $work/root-net run --bundle $bundle bench" \
     "mxc-runtime --config $work/node.toml --root $work/root-net run --bundle $nbundle bench"
@@ -292,14 +300,16 @@ host_snapshot() {
 }
 
 bench_soak() {
-  local n="${BENCH_SOAK:-1000}" bundle="$work/bundle"
+  local n="${BENCH_SOAK:-1000}" bundle="$work/bundle" nbundle="$work/netbundle"
   config true 0.8.0-alpha
+  config net1 0.8.0-alpha "$one_rule"
   busybox_bundle "$bundle"
+  network_bundle "$nbundle"
   mkdir -p "$work/root-soak"
   host_snapshot > "$work/before.txt"
-  python3 - "$n" "$work/true.json" "$bundle" "$work/root-soak" <<'PY'
+  python3 - "$n" "$work" "$bundle" "$nbundle" "$work/root-soak" <<'PY'
 import statistics, subprocess, sys, time
-n, config, bundle, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+n, work, bundle, nbundle, root = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 def timed(args):
     t = time.perf_counter()
     subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
@@ -307,23 +317,35 @@ def timed(args):
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(len(v) * p))]
+def bundle_cycle(bundle, node=()):
+    runtime = ["mxc-runtime", *node, "--root", root]
+    return lambda i: sum(timed(a) for a in (
+        runtime + ["create", "--bundle", bundle, "soak%d" % i],
+        runtime + ["start", "soak%d" % i],
+        ["sh", "-c", "while %s state soak%d 2>/dev/null | grep -q running; do :; done" % (" ".join(runtime), i)],
+        runtime + ["delete", "soak%d" % i]))
 for name, cycle in [
-    ("mxc run", lambda i: timed(["mxc", "run", config])),
-    ("mxc-runtime create/start/delete", lambda i: sum(timed(a) for a in (
-        ["mxc-runtime", "--root", root, "create", "--bundle", bundle, "soak%d" % i],
-        ["mxc-runtime", "--root", root, "start", "soak%d" % i],
-        ["sh", "-c", "while mxc-runtime --root %s state soak%d 2>/dev/null | grep -q running; do :; done" % (root, i)],
-        ["mxc-runtime", "--root", root, "delete", "soak%d" % i])))]:
+    ("mxc run", lambda i: timed(["mxc", "run", work + "/true.json"])),
+    ("mxc run, one egress rule", lambda i: timed(["mxc", "run", work + "/net1.json"])),
+    ("mxc-runtime create/start/delete", bundle_cycle(bundle)),
+    ("mxc-runtime create/start/delete, network policy and audit log",
+     bundle_cycle(nbundle, ("--config", work + "/node.toml")))]:
     times = [cycle(i) for i in range(n)]
     first, last = times[:100], times[-100:]
     print("soak: %s, %d cycles: first hundred p50 %.1f p99 %.1f ms; last hundred p50 %.1f p99 %.1f ms"
           % (name, n, pct(first, .5), pct(first, .99), pct(last, .5), pct(last, .99)))
 PY
+  # A killed userspace stack is reaped after its run reports (the kernel tears its tap device
+  # down for tens of milliseconds): wait for that, and say how long it took.
+  local waited=0
   host_snapshot > "$work/after.txt"
+  while ! diff <(head -4 "$work/before.txt") <(head -4 "$work/after.txt") >/dev/null && [ "$waited" -lt 150 ]; do
+    sleep 0.1; waited=$((waited + 1)); host_snapshot > "$work/after.txt"
+  done
   if diff <(head -4 "$work/before.txt") <(head -4 "$work/after.txt") >/dev/null; then
-    echo "soak: nothing left by the runs: $(head -4 "$work/after.txt" | paste -sd, -)"
+    echo "soak: nothing left by the runs (settled $((waited / 10)).$((waited % 10)) s after the last): $(head -4 "$work/after.txt" | paste -sd, -)"
   else
-    echo "soak: the runs left something (before / after):"
+    echo "soak: the runs left something 15 s after the last (before / after):"
     diff <(head -4 "$work/before.txt") <(head -4 "$work/after.txt") || true
   fi
   echo "soak: host-wide, before: $(tail -n +5 "$work/before.txt" | paste -sd, -)"
