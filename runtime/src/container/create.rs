@@ -33,6 +33,29 @@ pub enum Stdio {
     },
 }
 
+impl Stdio {
+    /// Gives the process libcontainer starts these streams (none for [`Stdio::Inherit`]).
+    pub(super) fn apply(self, mut builder: ContainerBuilder) -> ContainerBuilder {
+        if let Stdio::Fds {
+            stdin,
+            stdout,
+            stderr,
+        } = self
+        {
+            if let Some(fd) = stdin {
+                builder = builder.with_stdin(fd);
+            }
+            if let Some(fd) = stdout {
+                builder = builder.with_stdout(fd);
+            }
+            if let Some(fd) = stderr {
+                builder = builder.with_stderr(fd);
+            }
+        }
+        builder
+    }
+}
+
 /// How to create a container (runc's `create` flags).
 #[derive(Debug, Default)]
 pub struct CreateOptions {
@@ -180,7 +203,7 @@ impl Engine {
         }
 
         let lc = |e: &dyn std::error::Error| EngineError::libcontainer(id, "create", e);
-        let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
             .with_executor(WorkloadExecutor::new().dying_with_parent(options.die_with_caller))
             .with_root_path(self.layout.root())
             .map_err(|e| lc(&e))?
@@ -188,23 +211,11 @@ impl Engine {
             .map_err(|e| lc(&e))?
             .with_console_socket(options.console_socket.as_ref())
             .with_preserved_fds(options.preserve_fds);
-        if let Stdio::Fds {
-            stdin,
-            stdout,
-            stderr,
-        } = options.stdio
-        {
-            if let Some(fd) = stdin {
-                builder = builder.with_stdin(fd);
-            }
-            if let Some(fd) = stdout {
-                builder = builder.with_stdout(fd);
-            }
-            if let Some(fd) = stderr {
-                builder = builder.with_stderr(fd);
-            }
-        }
-        let builder = builder.validate_id().map_err(|e| lc(&e))?;
+        let builder = options
+            .stdio
+            .apply(builder)
+            .validate_id()
+            .map_err(|e| lc(&e))?;
         // Grants are staged, and the caller's bundle shows the engine's spec, in a private
         // mount namespace of this thread that the container's own is copied from; the thread
         // leaves it as soon as the container exists. Hooks and libcontainer's state name the

@@ -141,7 +141,7 @@ impl Engine {
             .filter(|s| s.listener_path().is_none());
         let result = (|| {
             let lc = |e: &dyn std::error::Error| EngineError::libcontainer(id, "exec", e);
-            let mut builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
+            let builder = ContainerBuilder::new(id.to_string(), SyscallType::default())
                 .with_executor(WorkloadExecutor::with_seccomp(seccomp))
                 .with_root_path(self.layout.root())
                 .map_err(|e| lc(&e))?
@@ -149,23 +149,11 @@ impl Engine {
                 .with_pid_file(options.pid_file.as_ref())
                 .map_err(|e| lc(&e))?
                 .with_preserved_fds(options.preserve_fds);
-            if let Stdio::Fds {
-                stdin,
-                stdout,
-                stderr,
-            } = options.stdio
-            {
-                if let Some(fd) = stdin {
-                    builder = builder.with_stdin(fd);
-                }
-                if let Some(fd) = stdout {
-                    builder = builder.with_stdout(fd);
-                }
-                if let Some(fd) = stderr {
-                    builder = builder.with_stderr(fd);
-                }
-            }
-            let builder = builder.validate_id().map_err(|e| lc(&e))?;
+            let builder = options
+                .stdio
+                .apply(builder)
+                .validate_id()
+                .map_err(|e| lc(&e))?;
             // libcontainer reads the container's spec from the bundle it was created with.
             let bundle = self.libcontainer(id)?.bundle().clone();
             let view = BundleView::enter(&bundle, &engine_dir, None, None).map_err(|source| {

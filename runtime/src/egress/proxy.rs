@@ -596,19 +596,7 @@ enum Forwarded {
 
 /// Copies everything from `from` to `to`, then half-closes `to`.
 fn copy(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = vec![0u8; BUFFER];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
+    copy_rest(&mut from, &mut to);
     let _ = to.shutdown(Shutdown::Write);
 }
 
@@ -685,7 +673,7 @@ fn forward(
                 if writer.write_all(&buf).is_err() {
                     return Forwarded::Refused;
                 }
-                copy_rest(reader, writer);
+                copy_rest(&mut reader, &mut writer);
                 return Forwarded::Done;
             }
             Opening::Http if name.is_some() => {
@@ -708,14 +696,15 @@ fn forward(
                 if writer.write_all(&buf).is_err() {
                     return Forwarded::Refused;
                 }
-                copy_rest(reader, writer);
+                copy_rest(&mut reader, &mut writer);
                 return Forwarded::Done;
             }
         }
     }
 }
 
-fn copy_rest(mut from: TcpStream, mut to: TcpStream) {
+/// Copies everything from `from` to `to` until either side ends.
+fn copy_rest(from: &mut TcpStream, to: &mut TcpStream) {
     let mut buf = vec![0u8; BUFFER];
     loop {
         match from.read(&mut buf) {
@@ -799,7 +788,7 @@ fn http_requests(
             if writer.write_all(&buf).is_err() {
                 return Forwarded::Refused;
             }
-            copy_rest(reader, writer);
+            copy_rest(&mut reader, &mut writer);
             return Forwarded::Done;
         }
         match head.body {
