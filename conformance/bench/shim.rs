@@ -2,7 +2,8 @@
 //! containerd and the same busybox image:
 //!
 //! - the median wall time of `ctr run --rm ... true` (runs alternate between the two
-//!   runtimes, so that drift on a shared machine hits both alike);
+//!   runtimes, so that drift on a shared machine hits both alike), and of the mxc shim with a
+//!   network policy (one allow rule) and the node's audit log;
 //! - the resident memory (RSS and PSS) of the shim processes per running idle container, with
 //!   one container and with 50 at once (each container has its own shim, as with `ctr`).
 //!
@@ -17,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use mxc_conformance::command::poll;
 use mxc_conformance::containerd::{Containerd, MXC_RUNTIME_TYPE, RUNC_RUNTIME_TYPE};
 use mxc_conformance::images::BUSYBOX_REF;
+use mxc_conformance::node::{Node, TEST_NETWORK_CEILING};
 use mxc_conformance::processes::{self, ProcessInfo};
 
 #[derive(Clone, Copy, PartialEq)]
@@ -74,14 +76,36 @@ fn main() -> Result<()> {
         containerd.ctr(&args)
     };
 
-    // Start-to-exit time.
-    let mut times: Vec<(Runtime, Vec<f64>)> =
-        vec![(Runtime::Mxc, Vec::new()), (Runtime::Runc, Vec::new())];
+    // Start-to-exit time; and the mxc shim again with a network policy (one allow rule, the
+    // userspace stack, the per-container denial listener writing to the node's audit log).
+    let node = Node::with(TEST_NETWORK_CEILING)?;
+    let node_config = node.config().display().to_string();
+    let policy = format!(
+        "io.mxc.config={}",
+        serde_json::json!({
+            "version": "0.8.0-alpha",
+            "network": {"egress": {"default": "deny", "allow": [
+                {"to": [{"cidr": "198.18.250.2/32"}], "ports": [{"protocol": "tcp", "port": 9000}]}
+            ]}}
+        })
+    );
+    let with_policy: [&str; 5] = [
+        "--rm",
+        "--runtime-config-path",
+        &node_config,
+        "--annotation",
+        &policy,
+    ];
+    let mut times: Vec<(Runtime, &[&str], Vec<f64>)> = vec![
+        (Runtime::Mxc, &["--rm"], Vec::new()),
+        (Runtime::Runc, &["--rm"], Vec::new()),
+        (Runtime::Mxc, &with_policy, Vec::new()),
+    ];
     for round in 0..runs + 3 {
-        for (runtime, samples) in times.iter_mut() {
-            let id = format!("bench-{}-{round}", runtime.name());
+        for (n, (runtime, extra, samples)) in times.iter_mut().enumerate() {
+            let id = format!("bench-{}-{n}-{round}", runtime.name());
             let started = Instant::now();
-            let out = ctr_run(*runtime, &["--rm"], &id, &["true"])?;
+            let out = ctr_run(*runtime, extra, &id, &["true"])?;
             let elapsed = started.elapsed();
             if !out.success() {
                 bail!("{out}");
@@ -95,12 +119,19 @@ fn main() -> Result<()> {
         samples.sort_by(f64::total_cmp);
         samples[samples.len() / 2]
     };
-    let mxc_time = median(&mut times[0].1);
-    let runc_time = median(&mut times[1].1);
+    let mxc_time = median(&mut times[0].2);
+    let runc_time = median(&mut times[1].2);
+    let policy_time = median(&mut times[2].2);
     println!("ctr run --rm busybox true, median of {runs} runs each:");
     println!("  mxc  {mxc_time:8.1} ms");
     println!("  runc {runc_time:8.1} ms");
     println!("  ratio mxc/runc {:.2}", mxc_time / runc_time);
+    println!(
+        "  mxc with a network policy and the audit log {policy_time:8.1} ms (added {:.1} ms)",
+        policy_time - mxc_time
+    );
+    // The policy was applied, not ignored.
+    node.record(&format!("bench-mxc-2-{}", runs + 2), "policy.applied")?;
 
     // Memory of idle containers' shims.
     for count in [1, many] {
