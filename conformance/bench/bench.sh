@@ -231,7 +231,7 @@ bench_table() {
   if [ "${BENCH_SHIM:-1}" != 0 ]; then
     local out shim runc2
     out=$(BENCH_CONTAINERS=1 BENCH_RUNS="$runs" ./conformance/bench/shim.sh 2>/dev/null | grep -A4 '^ctr run')
-    shim=$(echo "$out" | awk '$1 == "mxc" {print $2}'); runc2=$(echo "$out" | awk '$1 == "runc" {print $2}')
+    shim=$(echo "$out" | awk '$1 == "mxc" && $3 == "ms" {print $2}'); runc2=$(echo "$out" | awk '$1 == "runc" {print $2}')
     row "shim, ctr run --rm busybox true (ms)" "$shim" "runc v2 shim $runc2" "$(ratio "$shim" "$runc2")"
     row "shim with a network policy and the audit log (added ms)" \
       "$(echo "$out" | sed -n 's/.*network policy.*(added \(-\?[0-9.]*\) ms).*/\1/p')" "" ""
