@@ -520,3 +520,53 @@ fn a_new_user_namespace_is_owned_by_its_root_and_bounded() -> Result<()> {
     assert_eq!(words, ["0", "100000", "65536", "64", "0"], "{out}");
     Ok(())
 }
+
+#[test]
+fn delete_kills_the_userspace_stack_of_a_namespace_the_runtime_made() -> Result<()> {
+    // A network policy in a namespace the runtime creates itself gets a detached slirp4netns.
+    // Delete kills it without waiting for its exit; it must still be gone for good.
+    let node = node_config("[ceiling]\negress = [\"198.18.0.0/15\"]\n")?;
+    let config = node.path().display().to_string();
+    let policy = json!({"version": "0.8.0-alpha", "network": {"egress": {"default": "deny",
+        "allow": [{"to": [{"cidr": "198.18.250.2/32"}], "ports": [{"protocol": "tcp", "port": 9000}]}]}}});
+    let bundle = Bundle::new(&["/bin/sh", "-c", "sleep 600"])?;
+    bundle.edit_spec(|spec| {
+        spec["annotations"] = json!({"io.mxc.config": policy.to_string()});
+    })?;
+    let runtime = OciRuntime::mxc_runtime()?;
+    let id = unique_name("stack");
+    let mut leaks = LeakCheck::snapshot();
+    leaks.container(&id).runtime_root(runtime.root());
+    let bundle_path = bundle.path().display().to_string();
+    let global = ["--config", config.as_str()];
+    let with = |args: &[&str]| runtime.run(&[&global[..], args].concat());
+    with(&["create", "--bundle", &bundle_path, &id])?.ok()?;
+    let state: Value = serde_json::from_str(&with(&["state", &id])?.ok()?.stdout)?;
+    let init = state["pid"]
+        .as_u64()
+        .expect("a created container has a pid")
+        .to_string();
+    let stack_of_init = || {
+        mxc_conformance::processes::list().into_iter().find(|p| {
+            !p.is_zombie()
+                && p.comm == "slirp4netns"
+                && p.cmdline
+                    .iter()
+                    .rev()
+                    .nth(1)
+                    .is_some_and(|arg| *arg == init)
+        })
+    };
+    // Control: while the container exists, its stack runs.
+    let stack = stack_of_init().expect("the container's slirp4netns runs while it exists");
+    with(&["delete", "--force", &id])?.ok()?;
+    mxc_conformance::command::poll(mxc_conformance::leaks::SETTLE_LIMIT, || {
+        mxc_conformance::processes::reap_adopted_orphans();
+        let alive = mxc_conformance::processes::list()
+            .into_iter()
+            .any(|p| p.pid == stack.pid && !p.is_zombie());
+        Ok((!alive).then_some(()))
+    })?;
+    leaks.assert_clean()?;
+    Ok(())
+}
