@@ -6,8 +6,10 @@
 //! (what a generic `Any` packer asks for the name) costs a resident third of a megabyte per
 //! shim, for names that never change.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use containerd_shim_protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskOOM, TaskPaused,
@@ -70,6 +72,8 @@ pub struct Queued {
 #[derive(Clone)]
 pub struct Publisher {
     queue: Sender<Queued>,
+    /// Events queued and not yet delivered or given up.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Publisher {
@@ -77,18 +81,21 @@ impl Publisher {
     /// `namespace`.
     pub fn start(address: String, namespace: String) -> std::io::Result<Publisher> {
         let (queue, events) = channel();
+        let pending = Arc::new(AtomicUsize::new(0));
+        let done = pending.clone();
         std::thread::Builder::new()
             .name("events".into())
             .stack_size(256 * 1024)
-            .spawn(move || forward(&address, &namespace, events))?;
-        Ok(Publisher { queue })
+            .spawn(move || forward(&address, &namespace, events, &done))?;
+        Ok(Publisher { queue, pending })
     }
 
     /// A publisher whose events stay in the returned queue, for tests.
     #[cfg(test)]
     pub fn capture() -> (Publisher, Receiver<Queued>) {
         let (queue, events) = channel();
-        (Publisher { queue }, events)
+        let pending = Arc::new(AtomicUsize::new(0));
+        (Publisher { queue, pending }, events)
     }
 
     /// Queues `event`; never blocks.
@@ -101,11 +108,29 @@ impl Publisher {
                 return;
             }
         };
-        let _ = self.queue.send(Queued {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let queued = Queued {
             topic: E::TOPIC,
             event: pack(E::TYPE_URL, value),
             at: SystemTime::now(),
-        });
+        };
+        if self.queue.send(queued).is_err() {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Waits (at most `limit`) until every event queued so far is delivered or given up: the
+    /// shim calls it before it exits, or the last events (`/tasks/delete`) die with it.
+    /// `false` when some were still pending.
+    pub fn flush(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.pending.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 }
 
@@ -133,7 +158,7 @@ fn connect(address: &str) -> Result<EventsClient, String> {
         .map_err(|e| e.to_string())
 }
 
-fn forward(address: &str, namespace: &str, events: Receiver<Queued>) {
+fn forward(address: &str, namespace: &str, events: Receiver<Queued>, pending: &AtomicUsize) {
     let mut client: Option<EventsClient> = None;
     loop {
         let next = if client.is_some() {
@@ -188,12 +213,28 @@ fn forward(address: &str, namespace: &str, events: Receiver<Queued>) {
         if !delivered {
             tracing::warn!(topic = next.topic, error = %last_error, "could not publish an event to containerd; dropped it");
         }
+        pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flush_waits_for_what_is_queued() {
+        let (publisher, events) = Publisher::capture();
+        assert!(publisher.flush(Duration::ZERO), "nothing queued");
+        publisher.publish(TaskDelete::new());
+        assert!(
+            !publisher.flush(Duration::from_millis(20)),
+            "an undelivered event"
+        );
+        // What the publishing thread does once it has dealt with an event.
+        let _ = events.recv().unwrap();
+        publisher.pending.fetch_sub(1, Ordering::SeqCst);
+        assert!(publisher.flush(Duration::ZERO));
+    }
 
     #[test]
     fn type_urls_are_the_protobuf_names() {

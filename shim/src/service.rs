@@ -18,6 +18,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use containerd_shim::Flags;
 use containerd_shim_protos::api::DeleteResponse;
@@ -200,6 +201,7 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
     })?;
     let publisher = Publisher::start(ttrpc_address, flags.namespace.clone())
         .map_err(io_error("starting the event publisher"))?;
+    let events = publisher.clone();
     let context = Arc::new(ShimContext {
         namespace: flags.namespace.clone(),
         engine: Arc::new(MxcEngine::new(zygote)),
@@ -238,10 +240,17 @@ pub fn serve(flags: &Flags) -> Result<(), ServiceError> {
         idle.wait_and_trim();
     }
     let _ = std::fs::remove_file(&path);
+    // The last container's events (its /tasks/delete) may still be on their way.
+    if !events.flush(EVENTS_FLUSH_LIMIT) {
+        tracing::warn!("exiting with events not yet delivered to containerd");
+    }
     tracing::info!("shim exiting");
     // Open connections close with the process; containerd waits for that.
     std::process::exit(0);
 }
+
+/// How long an exiting shim waits for its queued events to reach containerd.
+const EVENTS_FLUSH_LIMIT: Duration = Duration::from_secs(2);
 
 fn name_process_after_binary() {
     let Some(argv0) = std::env::args_os().next() else {
