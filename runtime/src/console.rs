@@ -9,6 +9,9 @@ use std::time::Duration;
 
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 
+/// How long a caller waits for a created process's terminal.
+const TERMINAL_WAIT: Duration = Duration::from_secs(10);
+
 /// A listening console socket in a private directory, removed on drop. The directory is
 /// short-named under /tmp: unix socket paths are limited to 108 bytes and bundle paths are
 /// long.
@@ -50,15 +53,15 @@ impl ConsoleSocket {
     }
 
     /// The pty master the container sent. It was sent while the container was created, so it
-    /// is normally waiting already; `timeout` bounds the wait otherwise.
-    pub fn receive_master(&self, timeout: Duration) -> std::io::Result<OwnedFd> {
+    /// is normally waiting already; [`TERMINAL_WAIT`] bounds the wait otherwise.
+    pub fn receive_master(&self) -> std::io::Result<OwnedFd> {
         let mut pfd = libc::pollfd {
             fd: self.listener.as_raw_fd(),
             events: libc::POLLIN,
             revents: 0,
         };
         // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as i32) };
+        let ready = unsafe { libc::poll(&mut pfd, 1, TERMINAL_WAIT.as_millis() as i32) };
         if ready <= 0 {
             return Err(std::io::Error::other(
                 "the container did not send its terminal",

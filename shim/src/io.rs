@@ -260,7 +260,7 @@ impl ProcessIo {
             return Ok(());
         };
         let master = console
-            .receive_master(Duration::from_secs(10))
+            .receive_master()
             .map_err(os("receiving the terminal from the container"))?;
         set_nonblocking(&master)?;
         let master = Arc::new(master);

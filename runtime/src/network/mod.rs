@@ -277,7 +277,7 @@ pub(crate) fn stop_helpers(helpers: &[crate::process::InitProcess]) {
 /// Kills detached userspace stacks (only processes that are still the ones recorded) without
 /// waiting for them: nothing of theirs needs to finish, and the kernel's teardown of a stack's
 /// tap device after the kill takes tens of milliseconds (an RCU grace period), which the caller
-/// need not wait out. Their parent is init, which reaps them.
+/// need not wait out. Whoever is their parent reaps them (init, or the shim's reaper).
 pub(crate) fn kill_stacks(stacks: &[crate::process::InitProcess]) {
     for stack in stacks
         .iter()

@@ -391,7 +391,7 @@ fn run_in(
         let relay = match (&console, terminal) {
             (Some(console), Some(terminal)) => {
                 let master = console
-                    .receive_master(Duration::from_secs(10))
+                    .receive_master()
                     .map_err(|e| EngineError::io(format!("container {id}: its terminal"), e))?;
                 Some(TerminalRelay::start(master, terminal))
             }

@@ -2,7 +2,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use mxc_runtime::audit;
 use mxc_runtime::policy::NodeContext;
@@ -163,7 +162,7 @@ fn run_container(engine: &Engine, r: liboci_cli::Run) -> Result<i32, CliError> {
         let relay = match &own_console {
             Some(console) => Some(console::Relay::start(
                 console
-                    .receive_master(Duration::from_secs(10))
+                    .receive_master()
                     .map_err(io("receiving the container's terminal"))?,
             )),
             None => None,
@@ -246,7 +245,7 @@ fn exec(engine: &Engine, e: liboci_cli::Exec) -> Result<i32, CliError> {
     let relay = match &own_console {
         Some(console) => Some(console::Relay::start(
             console
-                .receive_master(Duration::from_secs(10))
+                .receive_master()
                 .map_err(io("receiving the process's terminal"))?,
         )),
         None => None,
